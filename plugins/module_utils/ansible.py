@@ -1,0 +1,84 @@
+# -*- coding: utf-8 -*-
+# Copyright: pmx.multicluster contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The only file that glues the core to AnsibleModule.
+
+``PmxModule`` merges the shared connection options into a module's argument
+spec, loads the configuration and the registry once, registers every token
+secret as a no_log value (so Ansible masks it even if it came from the
+environment or a .env file) and turns a ClusterError into ``fail_json``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+
+from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ClusterError
+
+try:
+    from ansible_collections.pmx.multicluster.plugins.module_utils.client import HAS_DEPS, IMPORT_ERROR
+    from ansible_collections.pmx.multicluster.plugins.module_utils.config import load_config
+    from ansible_collections.pmx.multicluster.plugins.module_utils.registry import ClusterRegistry
+    IMPORT_TRACEBACK = None if HAS_DEPS else str(IMPORT_ERROR)
+except ImportError:  # pragma: no cover - only without the controller requirements
+    HAS_DEPS = False
+    IMPORT_TRACEBACK = traceback.format_exc()
+
+
+def pmx_argument_spec():
+    """Connection options every module shares (documented once in the pmx doc fragment)."""
+    return dict(
+        env_file=dict(type='path', fallback=(env_fallback, ['PROXMOX_ENV_FILE'])),
+        clusters=dict(type='dict', no_log=True),
+        default_cluster=dict(type='str'),
+    )
+
+
+class PmxModule:
+    """An AnsibleModule with the shared options, a lazily built registry and typed-error handling."""
+
+    def __init__(self, argument_spec=None, **kwargs):
+        spec = pmx_argument_spec()
+        spec.update(argument_spec or {})
+        self.module = AnsibleModule(argument_spec=spec, **kwargs)
+        self._registry = None
+        if not HAS_DEPS:
+            self.module.fail_json(msg=missing_required_lib('proxmoxer, requests and python-dotenv'),
+                                  exception=IMPORT_TRACEBACK)
+
+    @property
+    def params(self):
+        return self.module.params
+
+    @property
+    def check_mode(self):
+        return self.module.check_mode
+
+    @property
+    def registry(self):
+        """The ClusterRegistry for the task's configuration (a ConfigError propagates)."""
+        if self._registry is None:
+            config = load_config(env_file=self.params.get('env_file'), clusters=self.params.get('clusters'),
+                                 default_cluster=self.params.get('default_cluster'))
+            # Secrets from the environment or a .env file are not module options, so Ansible
+            # would not know to mask them; tell it.
+            self.module.no_log_values.update(config.secrets)
+            for warning in config.warnings:
+                self.module.warn(warning)
+            self._registry = ClusterRegistry(config)
+        return self._registry
+
+    def run(self, func):
+        """``exit_json(**func(self))``; a ClusterError becomes ``fail_json`` with its message."""
+        try:
+            result = func(self)
+        except ClusterError as exc:
+            extra = {}
+            if exc.cluster:
+                extra['cluster'] = exc.cluster
+            self.module.fail_json(msg=str(exc), **extra)
+        self.module.exit_json(**result)

@@ -1,0 +1,94 @@
+# -*- coding: utf-8 -*-
+# Copyright: pmx.multicluster contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Typed errors of the pmx.multicluster core.
+
+Every foreseeable failure is a ClusterError subclass whose message says what
+is wrong and what to do. Front ends turn them into ``fail_json`` (modules),
+inventory errors/warnings or MCP tool errors; nothing in the core formats an
+error twice. Messages never contain a token secret.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ClusterError(Exception):
+    """Base class: a problem with the configuration or a cluster, with an actionable message."""
+
+    def __init__(self, message, cluster=None):
+        super(ClusterError, self).__init__(message)
+        self.message = message
+        self.cluster = cluster
+
+    def __str__(self):
+        return self.message
+
+
+class ConfigError(ClusterError):
+    """The configuration (environment, .env file or explicit values) is invalid."""
+
+
+class ClusterNotFoundError(ClusterError):
+    """A cluster name that is not configured; lists the known ones and suggests a close match."""
+
+    def __init__(self, name, known, suggestion=None):
+        message = "unknown cluster '%s'; configured clusters: %s" % (name, ', '.join(known) or '(none)')
+        if suggestion:
+            message += ". Did you mean '%s'?" % suggestion
+        super(ClusterNotFoundError, self).__init__(message)
+        self.name = name
+        self.known = list(known)
+        self.suggestion = suggestion
+
+
+class AmbiguousClusterSelectionError(ClusterError):
+    """A guest name or lookup points at more than one cluster."""
+
+    def __init__(self, message, candidates):
+        super(AmbiguousClusterSelectionError, self).__init__(message)
+        self.candidates = list(candidates)
+
+
+class ClusterConnectionError(ClusterError):
+    """The cluster cannot be reached (refused, timed out, TLS failure, every API URL down)."""
+
+
+class AuthenticationError(ClusterError):
+    """The API rejected the token (HTTP 401)."""
+
+
+class PermissionDeniedError(ClusterError):
+    """The token lacks a privilege (HTTP 403)."""
+
+
+class ApiError(ClusterError):
+    """The API answered with an error (400 parameter errors, 404, 5xx...)."""
+
+    def __init__(self, message, cluster=None, status=None, errors=None):
+        super(ApiError, self).__init__(message, cluster)
+        self.status = status
+        self.errors = errors or {}
+
+
+class ResourceNotFoundError(ApiError):
+    """The API answered 404 / 'does not exist' for an object."""
+
+
+class TaskError(ClusterError):
+    """A Proxmox task (UPID) ended other than OK, or did not end in time."""
+
+    def __init__(self, message, cluster=None, upid=None, exitstatus=None, log=None):
+        super(TaskError, self).__init__(message, cluster)
+        self.upid = upid
+        self.exitstatus = exitstatus
+        self.log = list(log or [])
+
+
+class TaskTimeoutError(TaskError):
+    """A task still ran when its timeout was over."""
+
+
+class GuestLockedError(ClusterError):
+    """A guest stayed locked by another task (backup, migrate, config...) past the timeout."""

@@ -1,0 +1,228 @@
+# -*- coding: utf-8 -*-
+# Copyright: pmx.multicluster contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""ClusterRegistry: one API client per cluster, built lazily and cached for a TTL.
+
+It also runs reads across clusters concurrently (``map``), answers "where
+does this guest exist" for the router (``locate``) and gathers each
+cluster's health (``health`` / ``validate_all_clusters``). One cluster being
+down degrades an answer, it does not fail it: ``map`` returns the error in
+that cluster's slot.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from fnmatch import fnmatchcase
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+from ansible_collections.pmx.multicluster.plugins.module_utils.client import PveClient
+from ansible_collections.pmx.multicluster.plugins.module_utils.config import ClusterConfig, RegistryConfig
+from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ClusterError, ClusterNotFoundError
+from ansible_collections.pmx.multicluster.plugins.module_utils.router import Route, Router
+
+MAX_WORKERS = 16
+
+
+class ClusterResult:
+    """The outcome of a per-cluster call: ``value`` or ``error`` (a ClusterError)."""
+
+    __slots__ = ('cluster', 'value', 'error')
+
+    def __init__(self, cluster: str, value: Any = None, error: Optional[ClusterError] = None):
+        self.cluster = cluster
+        self.value = value
+        self.error = error
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class ClusterRegistry:
+    """All configured clusters, their clients and the router."""
+
+    def __init__(self, config: RegistryConfig, client_factory: Callable[[ClusterConfig], Any] = PveClient,
+                 clock: Callable[[], float] = time.monotonic):
+        self.config = config
+        self.router = Router(config)
+        self._factory = client_factory
+        self._clock = clock
+        self._clients: Dict[str, Tuple[Any, float]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def names(self) -> List[str]:
+        return self.config.names
+
+    def cluster(self, name: str) -> ClusterConfig:
+        """The configuration of a cluster (by its name or its upper-case spelling)."""
+        return self.config.clusters[self.router.resolve_cluster(name)]
+
+    def client(self, name: str) -> Any:
+        """The cached client of a cluster, rebuilt when older than the cache TTL."""
+        name = self.router.resolve_cluster(name)
+        now = self._clock()
+        with self._lock:
+            cached = self._clients.get(name)
+            if cached is not None and now - cached[1] < self.config.cache_ttl:
+                return cached[0]
+            client = self._factory(self.config.clusters[name])
+            self._clients[name] = (client, now)
+            return client
+
+    def invalidate(self, name: Optional[str] = None) -> None:
+        """Forget the cached client of one cluster (or of all)."""
+        with self._lock:
+            if name is None:
+                self._clients.clear()
+            else:
+                self._clients.pop(name, None)
+
+    def match(self, selectors: Optional[Iterable[str]] = None) -> List[str]:
+        """Cluster names selected by names or globs (all when empty), in configuration order.
+
+        :raises ClusterNotFoundError: a plain name (not a glob) that is not configured,
+            or a glob that matches nothing.
+        """
+        selectors = [s for s in (selectors or []) if s]
+        if not selectors:
+            return self.names
+        chosen = []
+        for selector in selectors:
+            if any(c in selector for c in '*?['):
+                hits = [n for n in self.names if fnmatchcase(n, selector)]
+                if not hits:
+                    raise ClusterNotFoundError(selector, self.names)
+            else:
+                hits = [self.router.resolve_cluster(selector)]
+            chosen.extend(h for h in hits if h not in chosen)
+        return [n for n in self.names if n in chosen]
+
+    def map(self, func: Callable[[str, Any], Any], names: Optional[Iterable[str]] = None,
+            max_workers: int = MAX_WORKERS) -> Dict[str, ClusterResult]:
+        """Call ``func(name, client)`` for each cluster concurrently; errors are kept per cluster."""
+        names = list(names) if names is not None else self.names
+
+        def one(name):
+            try:
+                return ClusterResult(name, func(name, self.client(name)))
+            except ClusterError as exc:
+                return ClusterResult(name, error=exc)
+
+        if len(names) <= 1:
+            return dict((n, one(n)) for n in names)
+        with ThreadPoolExecutor(max_workers=min(max_workers, len(names))) as pool:
+            return dict(zip(names, pool.map(one, names)))
+
+    # ------------------------------------------------------------- routing
+
+    def guests(self, names: Optional[Iterable[str]] = None) -> Dict[str, ClusterResult]:
+        """Every guest (``/cluster/resources?type=vm``) of each cluster, concurrently."""
+        return self.map(lambda name, client: client.get('cluster/resources', type='vm') or [], names)
+
+    def locate(self, name: Optional[str] = None, vmid: Optional[int] = None) -> List[str]:
+        """Clusters holding a guest with this name (or vmid). Unreachable clusters are skipped."""
+        found = []
+        for cluster, result in self.guests().items():
+            if not result.ok:
+                continue
+            for guest in result.value:
+                if (name and guest.get('name') == name) or (not name and vmid is not None
+                                                            and int(guest.get('vmid', -1)) == int(vmid)):
+                    found.append(cluster)
+                    break
+        return found
+
+    def select(self, cluster: Optional[str] = None, name: Optional[str] = None, vmid: Optional[int] = None,
+               lookup: bool = True) -> Route:
+        """The router's choice; with ``lookup`` an existing guest is located when no pattern matches."""
+        return self.router.select(cluster=cluster, name=name, vmid=vmid, locate=self.locate if lookup else None)
+
+    # -------------------------------------------------------------- health
+
+    def health(self, name: str, client: Any = None, storages: bool = False) -> Dict:
+        """One cluster's health: version, quorum, nodes and guest counts (3 API calls)."""
+        config = self.cluster(name)
+        client = client or self.client(name)
+        version = client.get('version') or {}
+        status = client.get('cluster/status') or []
+        resources = client.get('cluster/resources') or []
+        quorate = None
+        for entry in status:
+            if entry.get('type') == 'cluster':
+                quorate = bool(entry.get('quorate'))
+        nodes = []
+        guests = {'qemu': {'running': 0, 'stopped': 0, 'total': 0, 'templates': 0},
+                  'lxc': {'running': 0, 'stopped': 0, 'total': 0, 'templates': 0}}
+        storage_list = []
+        for res in resources:
+            kind = res.get('type')
+            if kind == 'node':
+                nodes.append({
+                    'name': res.get('node'),
+                    'status': res.get('status'),
+                    'cpu': res.get('cpu'),
+                    'maxcpu': res.get('maxcpu'),
+                    'memory_used': res.get('mem'),
+                    'memory_total': res.get('maxmem'),
+                    'uptime': res.get('uptime'),
+                })
+            elif kind in guests:
+                counts = guests[kind]
+                if res.get('template'):
+                    counts['templates'] += 1
+                    continue
+                counts['total'] += 1
+                state = res.get('status')
+                counts[state if state in ('running', 'stopped') else 'stopped'] += 1
+            elif kind == 'storage' and storages:
+                storage_list.append({
+                    'storage': res.get('storage'),
+                    'node': res.get('node'),
+                    'status': res.get('status'),
+                    'plugintype': res.get('plugintype'),
+                    'content': res.get('content'),
+                    'shared': bool(res.get('shared')),
+                    'disk_used': res.get('disk'),
+                    'disk_total': res.get('maxdisk'),
+                })
+        if quorate is None:
+            # A single node without a cluster has no quorum entry; it is its own majority.
+            quorate = True
+        nodes.sort(key=lambda n: n['name'] or '')
+        info = dict(config.public())
+        info.update({
+            'reachable': True,
+            'error': None,
+            'version': version.get('version'),
+            'release': version.get('release'),
+            'quorate': quorate,
+            'nodes': nodes,
+            'nodes_online': sum(1 for n in nodes if n['status'] == 'online'),
+            'nodes_total': len(nodes),
+            'guests': guests,
+        })
+        if storages:
+            info['storages'] = sorted(storage_list, key=lambda s: (s['node'] or '', s['storage'] or ''))
+        return info
+
+    def validate_all_clusters(self, names: Optional[Iterable[str]] = None, storages: bool = False) -> List[Dict]:
+        """Health of each cluster, concurrently; an unreachable one has ``reachable: false`` and ``error``."""
+        results = self.map(lambda name, client: self.health(name, client, storages), names)
+        out = []
+        for name, result in results.items():
+            if result.ok:
+                out.append(result.value)
+                continue
+            info = dict(self.cluster(name).public())
+            info.update({'reachable': False, 'error': str(result.error), 'version': None, 'release': None,
+                         'quorate': None, 'nodes': [], 'nodes_online': 0, 'nodes_total': 0, 'guests': None})
+            if storages:
+                info['storages'] = []
+            out.append(info)
+        return out

@@ -1,0 +1,276 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: pmx.multicluster contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: pmx_cluster_info
+short_description: Health and facts of several Proxmox VE clusters, and where a guest would be routed
+version_added: 0.1.0
+description:
+  - Gathers facts about every configured Proxmox VE cluster (or those named or matched by glob),
+    querying all of them at once.
+  - For each cluster it returns its metadata (region, tier, API URL), whether it is reachable,
+    the PVE version, quorum, its nodes and counts of guests; on request also its storages.
+  - An unreachable cluster is reported with its error; the task fails only when
+    O(fail_on_unreachable=true).
+  - With O(route), it also answers "which cluster would a guest named X go to, and why".
+author:
+  - pmx.multicluster contributors
+extends_documentation_fragment:
+  - pmx.multicluster.pmx
+attributes:
+  check_mode:
+    support: full
+    description: The module only reads.
+  diff_mode:
+    support: none
+options:
+  name:
+    description:
+      - Names of clusters, or globs such as V(prod*), to report on. All clusters when empty.
+      - An unknown name is an error that lists the configured clusters.
+    type: list
+    elements: str
+    default: []
+    aliases: [cluster]
+  storages:
+    description:
+      - Also return each cluster's storages (per node).
+    type: bool
+    default: false
+  fail_on_unreachable:
+    description:
+      - Fail the task when any selected cluster cannot be reached or answers with an error.
+      - By default such a cluster is reported with RV(clusters[].reachable=false) and its RV(clusters[].error).
+    type: bool
+    default: false
+  route:
+    description:
+      - Guest names to route. For each, RV(routes) says which cluster it would go to and why.
+    type: list
+    elements: str
+    default: []
+  route_lookup:
+    description:
+      - When a name in O(route) matches no routing pattern, look for an existing guest of that
+        name in all clusters (the router's third rule) before falling back to the default cluster.
+    type: bool
+    default: true
+'''
+
+EXAMPLES = r'''
+- name: Health of every cluster
+  pmx.multicluster.pmx_cluster_info:
+  register: pmx
+
+- name: Print one line per cluster
+  ansible.builtin.debug:
+    msg: "{{ item.name }}: {{ 'up' if item.reachable else 'DOWN' }} {{ item.version }}"
+  loop: "{{ pmx.clusters }}"
+
+- name: Only the production clusters, with storages; fail if one is down
+  pmx.multicluster.pmx_cluster_info:
+    name: ['prod*']
+    storages: true
+    fail_on_unreachable: true
+
+- name: Where would these guests go?
+  pmx.multicluster.pmx_cluster_info:
+    env_file: /etc/pmx/clusters.env
+    route: [prod-web01, stg-db01, build-runner]
+  register: routing
+
+- name: Show the routing table
+  ansible.builtin.debug:
+    msg: "{{ item.name }} -> {{ item.cluster }} ({{ item.reason }})"
+  loop: "{{ routing.routes }}"
+'''
+
+RETURN = r'''
+default_cluster:
+  description: The cluster used when no routing rule applies.
+  returned: always
+  type: str
+  sample: production
+unreachable:
+  description: Names of the selected clusters that could not be queried.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+clusters:
+  description: One entry per selected cluster, in configuration order. Never contains a secret.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Cluster name.
+      type: str
+      sample: production
+    region:
+      description: Region metadata, if configured.
+      type: str
+      sample: eu-west
+    tier:
+      description: Tier metadata, if configured.
+      type: str
+      sample: production
+    api_url:
+      description: The first API URL.
+      type: str
+      sample: https://pve-prod.example.com:8006
+    api_urls:
+      description: Every API URL, in failover order.
+      type: list
+      elements: str
+    token_id:
+      description: The API token id (not its secret).
+      type: str
+      sample: root@pam!ansible
+    verify_ssl:
+      description: Whether TLS certificates are verified.
+      type: bool
+    ca_bundle:
+      description: CA bundle used to verify the certificate, if any.
+      type: str
+    patterns:
+      description: The cluster's routing globs.
+      type: list
+      elements: str
+      sample: [prod-*]
+    reachable:
+      description: Whether the cluster answered.
+      type: bool
+      sample: true
+    error:
+      description: Why the cluster could not be queried; V(null) when it was.
+      type: str
+    version:
+      description: Proxmox VE version.
+      type: str
+      sample: 9.0.10
+    release:
+      description: Proxmox VE release.
+      type: str
+      sample: '9.0'
+    quorate:
+      description: Whether the cluster has quorum.
+      type: bool
+    nodes_online:
+      description: Number of online nodes.
+      type: int
+    nodes_total:
+      description: Number of nodes.
+      type: int
+    nodes:
+      description: The cluster's nodes.
+      type: list
+      elements: dict
+      contains:
+        name:
+          description: Node name.
+          type: str
+        status:
+          description: V(online), V(offline) or V(unknown).
+          type: str
+        cpu:
+          description: CPU usage (0 to 1).
+          type: float
+        maxcpu:
+          description: Number of CPUs.
+          type: int
+        memory_used:
+          description: Memory used, in bytes.
+          type: int
+        memory_total:
+          description: Memory, in bytes.
+          type: int
+        uptime:
+          description: Uptime in seconds.
+          type: int
+    guests:
+      description: Guest counts per type (V(qemu), V(lxc)), each with C(running), C(stopped), C(total) and C(templates).
+      type: dict
+      sample: {qemu: {running: 3, stopped: 1, total: 4, templates: 1}, lxc: {running: 1, stopped: 1, total: 2, templates: 0}}
+    storages:
+      description: Storages per node, when O(storages=true).
+      type: list
+      elements: dict
+      returned: when O(storages=true)
+routes:
+  description: One entry per name in O(route).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The guest name asked about.
+      type: str
+      sample: prod-web01
+    cluster:
+      description: The chosen cluster, or V(null) when the name cannot be routed.
+      type: str
+      sample: production
+    reason:
+      description: Why, for example V(pattern 'prod-*'), V(located), V(default).
+      type: str
+      sample: pattern 'prod-*'
+    error:
+      description: Why the name cannot be routed (for example it matches two clusters' patterns).
+      type: str
+'''
+
+from ansible_collections.pmx.multicluster.plugins.module_utils.ansible import PmxModule
+from ansible_collections.pmx.multicluster.plugins.module_utils.errors import AmbiguousClusterSelectionError
+
+
+def route_names(registry, names, lookup):
+    """The router's answer for each name; an unroutable name carries its error instead."""
+    routes = []
+    for name in names:
+        try:
+            route = registry.select(name=name, lookup=lookup)
+            routes.append({'name': name, 'cluster': route.cluster, 'reason': route.reason, 'error': None})
+        except AmbiguousClusterSelectionError as exc:
+            routes.append({'name': name, 'cluster': None, 'reason': None, 'error': str(exc)})
+    return routes
+
+
+def gather(pmx):
+    params = pmx.params
+    registry = pmx.registry
+    names = registry.match(params['name'])
+    clusters = registry.validate_all_clusters(names, storages=params['storages'])
+    unreachable = [c['name'] for c in clusters if not c['reachable']]
+    result = dict(changed=False, clusters=clusters, unreachable=unreachable,
+                  default_cluster=registry.config.default_cluster,
+                  routes=route_names(registry, params['route'], params['route_lookup']))
+    if unreachable and params['fail_on_unreachable']:
+        reasons = '; '.join(c['error'] for c in clusters if not c['reachable'])
+        pmx.module.fail_json(msg='%d of %d clusters could not be queried: %s'
+                             % (len(unreachable), len(clusters), reasons), **result)
+    return result
+
+
+def main():
+    pmx = PmxModule(
+        argument_spec=dict(
+            name=dict(type='list', elements='str', default=[], aliases=['cluster']),
+            storages=dict(type='bool', default=False),
+            fail_on_unreachable=dict(type='bool', default=False),
+            route=dict(type='list', elements='str', default=[]),
+            route_lookup=dict(type='bool', default=True),
+        ),
+        supports_check_mode=True,
+    )
+    pmx.run(gather)
+
+
+if __name__ == '__main__':
+    main()
