@@ -24,14 +24,54 @@ options:
     type: path
   clusters:
     description:
-      - Cluster definitions given in the task, as a dictionary of cluster name to settings.
-      - They add clusters, or override single settings of clusters defined by variables.
-      - "Settings: V(api_url) (one URL or a comma-separated list for failover), V(token_id)
-        (C(user@realm!tokenname)), V(token_secret), V(verify_ssl) (default V(true)), V(ca_bundle),
-        V(timeout) (seconds, default V(10)), V(region), V(tier), V(patterns) (list of globs such as
-        V(prod-*)), V(default_node), V(default_storage), V(default_bridge)."
-      - Use Ansible Vault for V(token_secret). The whole option is C(no_log).
-    type: dict
+      - Cluster definitions given in the task. Each entry adds a cluster, or overrides single
+        settings of a cluster of the same name defined by variables.
+      - Use Ansible Vault for O(clusters[].token_secret).
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: Cluster name.
+        type: str
+        required: true
+      api_url:
+        description: API URL(s) such as V(https://pve1.example.com:8006); several for failover.
+        type: list
+        elements: str
+      token_id:
+        description: API token id, C(user@realm!tokenname).
+        type: str
+      token_secret:
+        description: API token secret. Never returned or logged.
+        type: str
+      verify_ssl:
+        description: Verify the TLS certificate (the default). Set V(false) for this cluster only if you must.
+        type: bool
+      ca_bundle:
+        description: CA certificate(s) to verify the cluster's certificate with.
+        type: path
+      timeout:
+        description: Seconds to wait for an API answer (default V(10)).
+        type: float
+      region:
+        description: Region metadata.
+        type: str
+      tier:
+        description: Tier metadata.
+        type: str
+      patterns:
+        description: Guest name globs routed to this cluster, such as V(prod-*).
+        type: list
+        elements: str
+      default_node:
+        description: Node for new guests when none is given.
+        type: str
+      default_storage:
+        description: Storage for new guests' disks when none is given.
+        type: str
+      default_bridge:
+        description: Bridge for new guests' networks when none is given.
+        type: str
   default_cluster:
     description:
       - The cluster used when no other routing rule applies.

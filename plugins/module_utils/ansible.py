@@ -33,8 +33,30 @@ def pmx_argument_spec():
     """Connection options every module shares (documented once in the pmx doc fragment)."""
     return dict(
         env_file=dict(type='path', fallback=(env_fallback, ['PROXMOX_ENV_FILE'])),
-        clusters=dict(type='dict', no_log=True),
+        clusters=dict(type='list', elements='dict', options=dict(
+            name=dict(type='str', required=True),
+            api_url=dict(type='list', elements='str'),
+            token_id=dict(type='str'),
+            token_secret=dict(type='str', no_log=True),
+            verify_ssl=dict(type='bool'),
+            ca_bundle=dict(type='path'),
+            timeout=dict(type='float'),
+            region=dict(type='str'),
+            tier=dict(type='str'),
+            patterns=dict(type='list', elements='str'),
+            default_node=dict(type='str'),
+            default_storage=dict(type='str'),
+            default_bridge=dict(type='str'),
+        )),
         default_cluster=dict(type='str'),
+    )
+
+
+def pmx_guest_argument_spec():
+    """Options every guest module (pmx_vm, pmx_lxc) shares beside the connection options."""
+    return dict(
+        cluster=dict(type='str'),
+        timeout=dict(type='int', default=300),
     )
 
 
@@ -77,8 +99,10 @@ class PmxModule:
         try:
             result = func(self)
         except ClusterError as exc:
-            extra = {}
-            if exc.cluster:
-                extra['cluster'] = exc.cluster
-            self.module.fail_json(msg=str(exc), **extra)
-        self.module.exit_json(**result)
+            error = exc
+        else:
+            self.module.exit_json(**result)
+        # Outside the except block: a foreseeable error is a message, not a traceback
+        # (ansible-core 2.19 attaches the exception being handled to fail_json).
+        extra = {'cluster': error.cluster} if error.cluster else {}
+        self.module.fail_json(msg=str(error), **extra)

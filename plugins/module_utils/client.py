@@ -24,7 +24,7 @@ __metaclass__ = type
 import html
 import re
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.config import ClusterConfig
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
@@ -202,10 +202,10 @@ class PveClient:
             else:
                 # Every URL failed before sending: retrying soon rarely helps, report now.
                 break
+        name = self.cluster.name
         raise ClusterConnectionError(
             "cluster '%s' is unreachable: %s. Check that the API URL is right and the cluster is up "
-            "(PROXMOX_CLUSTER_%s_API_URL)." % (self.cluster.name, '; '.join(failures) or 'no answer',
-                                                self.cluster.name), self.cluster.name)
+            "(PROXMOX_CLUSTER_%s_API_URL)." % (name, '; '.join(failures) or 'no answer', name), name)
 
     def get(self, path: str, **params) -> Any:
         return self.request('GET', path, **params)

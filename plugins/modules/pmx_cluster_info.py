@@ -97,7 +97,7 @@ default_cluster:
   returned: always
   type: str
   sample: production
-unreachable:
+unreachable_clusters:
   description: Names of the selected clusters that could not be queried.
   returned: always
   type: list
@@ -248,7 +248,7 @@ def gather(pmx):
     names = registry.match(params['name'])
     clusters = registry.validate_all_clusters(names, storages=params['storages'])
     unreachable = [c['name'] for c in clusters if not c['reachable']]
-    result = dict(changed=False, clusters=clusters, unreachable=unreachable,
+    result = dict(changed=False, clusters=clusters, unreachable_clusters=unreachable,
                   default_cluster=registry.config.default_cluster,
                   routes=route_names(registry, params['route'], params['route_lookup']))
     if unreachable and params['fail_on_unreachable']:

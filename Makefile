@@ -1,0 +1,55 @@
+# pmx.multicluster: `make demo` runs the example playbook against a fake lab, `make test` runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+PYTEST_ARGS ?=
+SANITY_ARGS ?=
+
+BUILD_DIR := .cache/build
+COLLECTIONS := $(CURDIR)/.collections
+INSTALLED := $(COLLECTIONS)/ansible_collections/pmx/multicluster
+STAMP := $(VENV)/.requirements-installed
+
+# Ansible finds the collection exactly as a user installed it (ANSIBLE_COLLECTIONS_PATHS is the deprecated name).
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+# Python version of the venv ("3.11") and the name ansible-test gives its get-pip cache file (get_pip_24_2.py for ansible-core 2.19).
+VENV_PY_VERSION = $(shell $(VENV)/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+GET_PIP_CACHE = $(HOME)/.ansible/test/cache/get_pip_$(shell $(VENV)/bin/python -c 'from types import SimpleNamespace; from ansible_test._internal.python_requirements import get_venv_packages; print(get_venv_packages(SimpleNamespace(version="$(VENV_PY_VERSION)"))["pip"].replace(".", "_"))').py
+
+.PHONY: venv collection demo test sanity clean
+
+# Create the virtualenv with the test requirements (reinstalls only when a requirements file changes).
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-test.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "error: pmx.multicluster needs Python 3.11 or newer; '$(PYTHON)' is $$($(PYTHON) --version 2>/dev/null || echo 'not found')." >&2; \
+	  echo "       Run e.g. 'make PYTHON=python3.11 ...'." >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -r requirements-test.txt
+	touch $@
+
+# Build the collection tarball and install it into .collections, as a user would.
+collection: venv
+	rm -rf $(BUILD_DIR)
+	$(VENV)/bin/ansible-galaxy collection build --force --output-path $(BUILD_DIR)
+	$(VENV)/bin/ansible-galaxy collection install --force -p $(COLLECTIONS) $(BUILD_DIR)/pmx-multicluster-*.tar.gz
+
+# Run playbooks/demo.yml against three fake Proxmox clusters.
+demo: venv collection
+	$(VENV)/bin/python lab/pmxlab.py run --dir .lab -- $(VENV)/bin/ansible-playbook playbooks/demo.yml
+
+# Run the test suite against the installed collection.
+test: venv collection
+	$(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
+
+# Run ansible-test sanity on the installed collection (offline: seeds ansible-test's get-pip cache with a stand-in).
+# ANSIBLE_TEST_CONTENT_ROOT stops ansible-test from using the repo's .git, where .collections is ignored.
+sanity: venv collection
+	@test -f "$(GET_PIP_CACHE)" || { mkdir -p "$(dir $(GET_PIP_CACHE))" && cp tests/tooling/get_pip.py "$(GET_PIP_CACHE)" && echo "Installed get-pip stand-in as $(GET_PIP_CACHE)"; }
+	cd $(INSTALLED) && ANSIBLE_TEST_CONTENT_ROOT=$(INSTALLED) ansible-test sanity --requirements --python $(VENV_PY_VERSION) $(SANITY_ARGS)
+
+# Remove the virtualenv, the built and installed collection, the lab and test output.
+clean:
+	rm -rf $(VENV) .cache .collections .lab .pytest_cache tests/output

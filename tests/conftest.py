@@ -1,0 +1,152 @@
+"""Shared fixtures: the collection on sys.path, the fakepve lab, and a real ansible-playbook runner.
+
+Unit tests import the core from this working tree (through an ``ansible_collections``
+symlink); integration tests run ``ansible-playbook`` against the collection as
+``make test`` installed it with ``ansible-galaxy collection install``.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / 'lab'))
+
+import pmxlab  # noqa: E402  (lab/ is not a package)
+
+# Import the working tree as ansible_collections.pmx.multicluster.
+_ROOT = Path(tempfile.mkdtemp(prefix='pmx-src-'))
+(_ROOT / 'ansible_collections' / 'pmx').mkdir(parents=True)
+(_ROOT / 'ansible_collections' / 'pmx' / 'multicluster').symlink_to(REPO)
+sys.path.insert(0, str(_ROOT))
+
+COLLECTIONS = Path(os.environ.get('ANSIBLE_COLLECTIONS_PATH', str(REPO / '.collections')).split(os.pathsep)[0])
+INSTALLED = COLLECTIONS / 'ansible_collections' / 'pmx' / 'multicluster'
+BIN = Path(sys.executable).parent
+# Test labs use their own loopback range (127.N.1.x and 127.N.2.x, N from the process id, or
+# PMX_TEST_NET=N), so a `make demo` lab (127.0.0.x) and parallel test runs never collide.
+_NET = int(os.environ.get('PMX_TEST_NET') or 10 + os.getpid() % 240)
+SHARED_LAB_HOST = '127.%d.1.2' % _NET
+FRESH_LAB_HOST = '127.%d.2.2' % _NET
+
+
+@pytest.fixture(scope='session')
+def lab(tmp_path_factory):
+    """Three fake clusters for the whole session. Tests must not leave faults or new guests behind."""
+    with pmxlab.Lab(str(tmp_path_factory.mktemp('lab')), clusters=3, first_host=SHARED_LAB_HOST) as running:
+        yield running
+
+
+@pytest.fixture
+def fresh_lab(tmp_path):
+    """Three fake clusters for one test: for faults and changes that must not leak into other tests."""
+    with pmxlab.Lab(str(tmp_path / 'lab'), clusters=3, first_host=FRESH_LAB_HOST) as running:
+        yield running
+
+
+def lab_secrets(lab):
+    return [c.token_secret for c in lab.clusters.values()]
+
+
+class PlayResult:
+    """What ansible-playbook did: exit code, output, and the registered variables."""
+
+    def __init__(self, proc, results):
+        self.rc = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self.results = results
+
+    @property
+    def output(self):
+        return self.stdout + self.stderr
+
+    def __getitem__(self, name):
+        return self.results[name]
+
+    def assert_no_secret(self, secrets):
+        for secret in secrets:
+            assert secret not in self.output, 'a token secret appears in the ansible-playbook output'
+            assert secret not in json.dumps(self.results), 'a token secret appears in a returned value'
+
+
+def ansible_env(env_file=None, extra=None):
+    """The environment for an ansible command: no PROXMOX_* from the caller, the installed collection."""
+    if not (INSTALLED / 'MANIFEST.json').is_file():
+        pytest.exit('pmx.multicluster is not installed in %s: run the tests with `make test`, which builds and '
+                    'installs it with ansible-galaxy' % COLLECTIONS, returncode=3)
+    env = dict((k, v) for k, v in os.environ.items() if not k.startswith('PROXMOX_'))
+    env.update({
+        'ANSIBLE_COLLECTIONS_PATH': str(COLLECTIONS),
+        'ANSIBLE_NOCOLOR': '1',
+        'ANSIBLE_LOCALHOST_WARNING': 'False',
+        'ANSIBLE_INVENTORY_UNPARSED_WARNING': 'False',
+        'ANSIBLE_RETRY_FILES_ENABLED': 'False',
+        'PATH': str(BIN) + os.pathsep + env.get('PATH', ''),
+    })
+    if env_file:
+        env['PROXMOX_ENV_FILE'] = str(env_file)
+    env.update(extra or {})
+    return env
+
+
+def run_play(tmp_path, tasks, env_file=None, env=None, args=(), play_vars=None, timeout=300):
+    """Run ``tasks`` on localhost with the real ansible-playbook and return a PlayResult.
+
+    Every variable a task registers is written to a JSON file in an ``always`` section, so a
+    failing task still yields its result.
+    """
+    registered = [t['register'] for t in tasks if 'register' in t]
+    dump = dict((name, '{{ %s | default(None) }}' % name) for name in registered)
+    out = tmp_path / ('results-%d.json' % len(list(tmp_path.glob('results-*.json'))))
+    play = [{
+        'name': 'test play',
+        'hosts': 'localhost',
+        'gather_facts': False,
+        'vars': dict({'ansible_python_interpreter': '{{ ansible_playbook_python }}'}, **(play_vars or {})),
+        'tasks': [{
+            'block': tasks,
+            'always': [{
+                'name': 'dump registered results',
+                'ansible.builtin.copy': {'content': '{{ __dump | to_json }}', 'dest': str(out)},
+                'vars': {'__dump': dump},
+                'check_mode': False,
+                'diff': False,
+            }],
+        }],
+    }]
+    playbook = tmp_path / ('play-%d.yml' % len(list(tmp_path.glob('play-*.yml'))))
+    playbook.write_text(yaml.safe_dump(play, sort_keys=False))
+    return run_playbook(playbook, env_file=env_file, env=env, args=args, timeout=timeout, results_file=out)
+
+
+def run_playbook(playbook, env_file=None, env=None, args=(), timeout=300, results_file=None):
+    proc = subprocess.run([str(BIN / 'ansible-playbook'), '-i', 'localhost,', '-c', 'local', str(playbook)]
+                          + list(args), env=ansible_env(env_file, env), capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+    results = {}
+    if results_file is not None and Path(results_file).is_file():
+        results = json.loads(Path(results_file).read_text())
+    return PlayResult(proc, results)
+
+
+# ---------------------------------------------------------------- unit-test helpers (core against the lab)
+
+@pytest.fixture(scope='session')
+def lab_config(lab):
+    """The RegistryConfig of ``lab``, read from its .env as a user would (ignoring PROXMOX_* of this process)."""
+    from ansible_collections.pmx.multicluster.plugins.module_utils.config import load_config
+    return load_config(environ={}, env_file=lab.env_file)
+
+
+@pytest.fixture
+def fresh_config(fresh_lab):
+    """The RegistryConfig of ``fresh_lab``, read from its .env (ignoring PROXMOX_* of this process)."""
+    from ansible_collections.pmx.multicluster.plugins.module_utils.config import load_config
+    return load_config(environ={}, env_file=fresh_lab.env_file)
