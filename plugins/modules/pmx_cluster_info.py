@@ -226,7 +226,7 @@ routes:
       type: str
 '''
 
-from ansible_collections.pmx.multicluster.plugins.module_utils.ansible import PmxModule
+from ansible_collections.pmx.multicluster.plugins.module_utils.module import PmxModule
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import AmbiguousClusterSelectionError
 
 
