@@ -129,7 +129,7 @@ def run_play(tmp_path, tasks, env_file=None, env=None, args=(), play_vars=None, 
 def run_playbook(playbook, env_file=None, env=None, args=(), timeout=300, results_file=None):
     proc = subprocess.run([str(BIN / 'ansible-playbook'), '-i', 'localhost,', '-c', 'local', str(playbook)]
                           + list(args), env=ansible_env(env_file, env), capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+                          timeout=timeout, stdin=subprocess.DEVNULL, check=False)
     results = {}
     if results_file is not None and Path(results_file).is_file():
         results = json.loads(Path(results_file).read_text())

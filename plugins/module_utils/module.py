@@ -96,11 +96,12 @@ class PmxModule:
 
     def run(self, func):
         """``exit_json(**func(self))``; a ClusterError becomes ``fail_json`` with its message."""
+        error = None
         try:
             result = func(self)
         except ClusterError as exc:
             error = exc
-        else:
+        if error is None:
             self.module.exit_json(**result)
         # Outside the except block: a foreseeable error is a message, not a traceback
         # (ansible-core 2.19 attaches the exception being handled to fail_json).

@@ -20,7 +20,7 @@ description:
     O(fail_on_unreachable=true).
   - With O(route), it also answers "which cluster would a guest named X go to, and why".
 author:
-  - pmx.multicluster contributors
+  - pmx.multicluster contributors (@pmx-multicluster)
 extends_documentation_fragment:
   - pmx.multicluster.pmx
 attributes:
@@ -29,6 +29,7 @@ attributes:
     description: The module only reads.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to compare.
 options:
   name:
     description:
