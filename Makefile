@@ -40,8 +40,8 @@ collection: venv
 demo: venv collection
 	$(VENV)/bin/python lab/pmxlab.py run --dir .lab -- $(VENV)/bin/ansible-playbook playbooks/demo.yml
 
-# Run the test suite against the installed collection.
-test: venv collection
+# The whole test suite: ansible-test sanity, then pytest (unit + integration) against the installed collection.
+test: venv collection sanity
 	$(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
 
 # Run ansible-test sanity on the installed collection (offline: seeds ansible-test's get-pip cache with a stand-in).
