@@ -399,6 +399,10 @@ def load_config(environ: Optional[Mapping[str, str]] = None, env_file: Optional[
                           'or the clusters option')
 
     built = OrderedDict((name, _build_cluster(name, raw)) for name, raw in raw_clusters.items())
+    for cluster in built.values():
+        if not cluster.verify_ssl:
+            warnings.append("TLS certificate verification is off for cluster '%s': anyone on the network path "
+                            "can read its token. Prefer PROXMOX_CLUSTER_%s_CA_BUNDLE." % (cluster.name, cluster.name))
 
     default = default_cluster or variables.get('PROXMOX_DEFAULT_CLUSTER') or next(iter(built))
     if default not in built:
