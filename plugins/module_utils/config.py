@@ -264,7 +264,7 @@ def _cluster_from_variables(name: str, variables: Mapping[str, str]) -> Dict:
 def _legacy_cluster(variables: Mapping[str, str]) -> Optional[Dict]:
     if not variables.get('PROXMOX_API_URL'):
         return None
-    raw = {'_sources': {}}
+    raw = {'_sources': {}, '_prefix': PREFIX}
     for suffix, key in (('API_URL', 'api_url'), ('TOKEN_ID', 'token_id'), ('TOKEN_SECRET', 'token_secret'),
                         ('VERIFY_SSL', 'verify_ssl'), ('CA_BUNDLE', 'ca_bundle'), ('TIMEOUT', 'timeout')):
         var = PREFIX + suffix
@@ -277,6 +277,9 @@ def _legacy_cluster(variables: Mapping[str, str]) -> Optional[Dict]:
 def _build_cluster(name: str, raw: Dict) -> ClusterConfig:
     sources = raw.get('_sources', {})
 
+    # The variable family to name in hints: legacy mode reads PROXMOX_API_URL etc.
+    prefix = raw.get('_prefix') or 'PROXMOX_CLUSTER_%s_' % name
+
     def what(key):
         return sources.get(key) or "cluster '%s' %s" % (name, key)
 
@@ -284,20 +287,21 @@ def _build_cluster(name: str, raw: Dict) -> ClusterConfig:
         raise ConfigError("cluster name %r is not valid: use letters, digits, '-', '_' and '.'" % name)
     urls = _as_list(raw.get('api_url'))
     if not urls:
-        raise ConfigError("cluster '%s' has no API URL: set PROXMOX_CLUSTER_%s_API_URL=https://host:8006"
-                          % (name, name))
+        raise ConfigError("cluster '%s' has no API URL: set %sAPI_URL=https://host:8006" % (name, prefix))
     api_urls = [parse_api_url(u, what('api_url')) for u in urls]
     token_id = (raw.get('token_id') or '').strip()
     if not token_id:
-        raise ConfigError("cluster '%s' has no API token id: set PROXMOX_CLUSTER_%s_TOKEN_ID=user@realm!tokenname"
-                          % (name, name))
+        raise ConfigError("cluster '%s' has no API token id: set %sTOKEN_ID=user@realm!tokenname" % (name, prefix))
     if not TOKEN_ID_RE.match(token_id):
-        raise ConfigError("%s must have the form user@realm!tokenname (for example root@pam!ansible), got %r"
-                          % (what('token_id'), token_id))
+        shown = token_id
+        if '=' in token_id:
+            # PVE shows tokens as id=secret; never echo what follows '='.
+            shown = token_id.split('=', 1)[0] + '=<hidden>'
+        raise ConfigError("%s must have the form user@realm!tokenname (for example root@pam!ansible), got %r; "
+                          "the secret goes in %sTOKEN_SECRET" % (what('token_id'), shown, prefix))
     secret = raw.get('token_secret')
     if not secret:
-        raise ConfigError("cluster '%s' has no API token secret: set PROXMOX_CLUSTER_%s_TOKEN_SECRET"
-                          % (name, name))
+        raise ConfigError("cluster '%s' has no API token secret: set %sTOKEN_SECRET" % (name, prefix))
     verify = _as_bool(raw['verify_ssl'], what('verify_ssl')) if raw.get('verify_ssl') not in (None, '') else True
     ca_bundle = raw.get('ca_bundle') or None
     if ca_bundle:
@@ -363,13 +367,26 @@ def load_config(environ: Optional[Mapping[str, str]] = None, env_file: Optional[
     :raises ConfigError: with a message naming the variable to fix (never its secret value).
     """
     environ = os.environ if environ is None else environ
-    variables = OrderedDict((k, v) for k, v in environ.items() if k.startswith(PREFIX))
+    # Each source is a layer; the two spellings of a name are compared within one
+    # layer only, so a .env file wins over an environment variable spelled the other way.
+    layers = [OrderedDict((k, v) for k, v in environ.items() if k.startswith(PREFIX))]
     warnings = []
     env_file = env_file or environ.get('PROXMOX_ENV_FILE') or None
     if env_file:
         file_vars, file_warnings = read_env_file(env_file)
-        variables.update((k, v) for k, v in file_vars.items() if k.startswith(PREFIX))
+        layers.append(OrderedDict((k, v) for k, v in file_vars.items() if k.startswith(PREFIX)))
         warnings.extend(file_warnings)
+    variables = OrderedDict()
+    for layer in layers:
+        variables.update(layer)
+
+    def cluster_settings(name):
+        merged = {'_sources': {}}
+        for layer in layers:
+            found = _cluster_from_variables(name, layer)
+            merged['_sources'].update(found.pop('_sources'))
+            merged.update(found)
+        return merged
 
     raw_clusters = OrderedDict()
     names = _as_list(variables.get('PROXMOX_CLUSTERS'))
@@ -380,7 +397,7 @@ def load_config(environ: Optional[Mapping[str, str]] = None, env_file: Optional[
             raise ConfigError("PROXMOX_CLUSTERS names the cluster '%s' twice (as '%s' and '%s')"
                               % (name, seen[key], name))
         seen[key] = name
-        raw_clusters[name] = _cluster_from_variables(name, variables)
+        raw_clusters[name] = cluster_settings(name)
     if not names:
         legacy = _legacy_cluster(variables)
         if legacy:

@@ -54,6 +54,7 @@ class ClusterRegistry:
         self._clock = clock
         self._clients: Dict[str, Tuple[Any, float]] = {}
         self._lock = threading.Lock()
+        self._build_locks: Dict[str, Any] = {}
 
     @property
     def names(self) -> List[str]:
@@ -66,13 +67,17 @@ class ClusterRegistry:
     def client(self, name: str) -> Any:
         """The cached client of a cluster, rebuilt when older than the cache TTL."""
         name = self.router.resolve_cluster(name)
-        now = self._clock()
         with self._lock:
+            build_lock = self._build_locks.setdefault(name, threading.Lock())
+        # One lock per cluster: a slow client build never delays the other clusters.
+        with build_lock:
+            now = self._clock()
             cached = self._clients.get(name)
             if cached is not None and now - cached[1] < self.config.cache_ttl:
                 return cached[0]
             client = self._factory(self.config.clusters[name])
-            self._clients[name] = (client, now)
+            with self._lock:
+                self._clients[name] = (client, now)
             return client
 
     def invalidate(self, name: Optional[str] = None) -> None:

@@ -1,0 +1,453 @@
+"""ClusterRegistry: the client cache (TTL), match(), concurrent map(), and health/locate against the lab."""
+
+import json
+import threading
+
+import pytest
+
+import pmxlab
+from ansible_collections.pmx.multicluster.plugins.module_utils.client import PveClient
+from ansible_collections.pmx.multicluster.plugins.module_utils.config import ClusterConfig, load_config
+from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
+    AmbiguousClusterSelectionError, ApiError, ClusterConnectionError, ClusterNotFoundError)
+from ansible_collections.pmx.multicluster.plugins.module_utils.registry import ClusterRegistry, ClusterResult
+from ansible_collections.pmx.multicluster.plugins.module_utils.router import Route
+
+NAMES = ['production', 'staging', 'disaster-recovery']
+BARRIER_TIMEOUT = 5
+
+
+def make_config(cache_ttl=3600, names=NAMES):
+    explicit = dict((name, {'api_url': 'https://%s.invalid:8006' % name, 'token_id': 'root@pam!t',
+                            'token_secret': 'secret-' + name}) for name in names)
+    return load_config(environ={}, clusters=explicit, cache_ttl=cache_ttl)
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now=0.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+class FakeClient:
+    def __init__(self, cluster):
+        self.cluster = cluster
+
+
+class Factory:
+    """A client factory that records what it built."""
+
+    def __init__(self, make=FakeClient):
+        self.make = make
+        self.built = []
+
+    def __call__(self, cluster):
+        client = self.make(cluster)
+        self.built.append((cluster.name, client))
+        return client
+
+    def count(self, name):
+        return sum(1 for n, _ in self.built if n == name)
+
+
+# ------------------------------------------------------------------------------------------- client cache
+
+# (id, cache TTL, clock readings at which client('production') is asked for, how many clients get built)
+CACHE = [
+    ('within-ttl', 100, [0, 1, 50, 99.9], 1),
+    ('at-ttl-rebuilt', 100, [0, 100], 2),
+    ('after-ttl-rebuilt-then-cached', 100, [0, 150, 200, 249.9], 2),
+    ('rebuilt-twice', 100, [0, 150, 200, 250, 251], 3),
+    ('ttl-zero-rebuilds-every-time', 0, [0, 0, 0, 1], 4),
+    ('ttl-one', 1, [0, 0.5, 1, 1.5, 2.5], 3),
+]
+
+
+@pytest.mark.parametrize('ttl,readings,builds', [c[1:] for c in CACHE], ids=[c[0] for c in CACHE])
+def test_client_cache_ttl(ttl, readings, builds):
+    clock, factory = Clock(), Factory()
+    registry = ClusterRegistry(make_config(cache_ttl=ttl), client_factory=factory, clock=clock)
+    seen = []
+    for now in readings:
+        clock.now = now
+        seen.append(registry.client('production'))
+    assert factory.count('production') == builds
+    assert len(set(map(id, seen))) == builds
+    # The client handed out is always the newest one built.
+    assert seen[-1] is factory.built[-1][1]
+
+
+def test_client_is_the_same_object_within_ttl_and_new_after():
+    clock, factory = Clock(1000.0), Factory()
+    registry = ClusterRegistry(make_config(cache_ttl=60), client_factory=factory, clock=clock)
+    first = registry.client('production')
+    clock.now += 59
+    assert registry.client('production') is first
+    clock.now += 1
+    second = registry.client('production')
+    assert second is not first
+    assert isinstance(second, FakeClient)
+    clock.now += 30
+    assert registry.client('production') is second
+
+
+def test_clients_are_per_cluster_and_get_their_config():
+    factory = Factory()
+    registry = ClusterRegistry(make_config(), client_factory=factory, clock=Clock())
+    clients = dict((name, registry.client(name)) for name in NAMES)
+    assert len(set(map(id, clients.values()))) == 3
+    for name, client in clients.items():
+        assert isinstance(client.cluster, ClusterConfig)
+        assert client.cluster.name == name
+        assert client.cluster is registry.config.clusters[name]
+    assert [n for n, _ in factory.built] == NAMES
+
+
+def test_client_by_upper_case_spelling_shares_the_cache():
+    factory = Factory()
+    registry = ClusterRegistry(make_config(), client_factory=factory, clock=Clock())
+    assert registry.client('DISASTER_RECOVERY') is registry.client('disaster-recovery')
+    assert factory.count('disaster-recovery') == 1
+
+
+def test_unknown_cluster_builds_nothing():
+    factory = Factory()
+    registry = ClusterRegistry(make_config(), client_factory=factory, clock=Clock())
+    with pytest.raises(ClusterNotFoundError) as caught:
+        registry.client('prodution')
+    assert caught.value.suggestion == 'production'
+    assert factory.built == []
+
+
+def test_invalidate_one_cluster():
+    factory = Factory()
+    registry = ClusterRegistry(make_config(), client_factory=factory, clock=Clock())
+    prod, stg = registry.client('production'), registry.client('staging')
+    registry.invalidate('production')
+    assert registry.client('production') is not prod
+    assert registry.client('staging') is stg
+    assert factory.count('production') == 2
+    assert factory.count('staging') == 1
+
+
+def test_invalidate_all():
+    factory = Factory()
+    registry = ClusterRegistry(make_config(), client_factory=factory, clock=Clock())
+    before = dict((name, registry.client(name)) for name in NAMES)
+    registry.invalidate()
+    for name in NAMES:
+        assert registry.client(name) is not before[name]
+        assert factory.count(name) == 2
+
+
+def test_invalidate_unknown_or_unbuilt_is_harmless():
+    factory = Factory()
+    registry = ClusterRegistry(make_config(), client_factory=factory, clock=Clock())
+    registry.invalidate('staging')
+    registry.invalidate('nowhere')
+    registry.client('staging')
+    assert factory.count('staging') == 1
+
+
+def test_default_factory_builds_a_pve_client_without_network():
+    registry = ClusterRegistry(make_config())
+    client = registry.client('staging')
+    assert isinstance(client, PveClient)
+    assert client.cluster.name == 'staging'
+    assert registry.client('staging') is client
+
+
+# ------------------------------------------------------------------------------------------------ match()
+
+# (id, selectors, clusters selected, in configuration order)
+MATCH = [
+    ('none', None, NAMES),
+    ('empty', [], NAMES),
+    ('empty-strings', ['', None], NAMES),
+    ('one-name', ['staging'], ['staging']),
+    ('names-in-config-order', ['disaster-recovery', 'production'], ['production', 'disaster-recovery']),
+    ('upper-case-spelling', ['DISASTER_RECOVERY'], ['disaster-recovery']),
+    ('glob-all', ['*'], NAMES),
+    ('glob-prefix', ['prod*'], ['production']),
+    ('glob-hyphen', ['*-*'], ['disaster-recovery']),
+    ('glob-question-mark', ['stag?ng'], ['staging']),
+    ('glob-class', ['[ps]*'], ['production', 'staging']),
+    ('name-and-glob-overlap', ['staging', 's*', 'staging'], ['staging']),
+]
+
+
+@pytest.mark.parametrize('selectors,expected', [m[1:] for m in MATCH], ids=[m[0] for m in MATCH])
+def test_match(selectors, expected):
+    registry = ClusterRegistry(make_config(), client_factory=Factory(), clock=Clock())
+    assert registry.match(selectors) == expected
+
+
+@pytest.mark.parametrize('selectors,needle,suggestion', [
+    (['nowhere'], "'nowhere'", None),
+    (['prodution'], "'prodution'", 'production'),
+    (['staging', 'x*'], "'x*'", None),
+])
+def test_match_unknown(selectors, needle, suggestion):
+    registry = ClusterRegistry(make_config(), client_factory=Factory(), clock=Clock())
+    with pytest.raises(ClusterNotFoundError) as caught:
+        registry.match(selectors)
+    assert needle in str(caught.value)
+    assert 'production, staging, disaster-recovery' in str(caught.value)
+    assert caught.value.suggestion == suggestion
+
+
+# -------------------------------------------------------------------------------------------------- map()
+
+class BarrierClient(FakeClient):
+    """A client whose get() returns only when the other clusters' calls are running at the same time."""
+
+    def __init__(self, cluster, barrier):
+        super().__init__(cluster)
+        self.barrier = barrier
+
+    def get(self, path):
+        self.barrier.wait(BARRIER_TIMEOUT)  # BrokenBarrierError if the calls ran one after the other
+        return '%s:%s' % (self.cluster.name, path)
+
+
+def test_map_runs_the_calls_concurrently():
+    barrier = threading.Barrier(3)
+    factory = Factory(lambda cluster: BarrierClient(cluster, barrier))
+    registry = ClusterRegistry(make_config(), client_factory=factory, clock=Clock())
+    results = registry.map(lambda name, client: client.get('version'))
+    assert list(results) == NAMES
+    for name, result in results.items():
+        assert isinstance(result, ClusterResult)
+        assert result.ok, result.error
+        assert result.cluster == name
+        assert result.value == name + ':version'
+    assert not barrier.broken
+
+
+def test_map_builds_the_clients_concurrently():
+    """A factory that blocks (say, one that logs in) must not hold up the other clusters."""
+    barrier = threading.Barrier(3)
+
+    def make(cluster):
+        try:
+            barrier.wait(2)
+        except threading.BrokenBarrierError:
+            raise ClusterConnectionError('clients were built one at a time', cluster.name)
+        return FakeClient(cluster)
+
+    registry = ClusterRegistry(make_config(), client_factory=Factory(make), clock=Clock())
+    results = registry.map(lambda name, client: client.cluster.name)
+    assert dict((n, r.error and str(r.error)) for n, r in results.items()) == dict.fromkeys(NAMES)
+    assert dict((n, r.value) for n, r in results.items()) == dict((n, n) for n in NAMES)
+
+
+def test_map_keeps_errors_per_cluster():
+    registry = ClusterRegistry(make_config(), client_factory=Factory(), clock=Clock())
+    down = ClusterConnectionError("cluster 'staging' is unreachable", 'staging')
+
+    def func(name, client):
+        if name == 'staging':
+            raise down
+        if name == 'disaster-recovery':
+            raise ApiError('HTTP 500', name, 500)
+        return client.cluster.name.upper()
+
+    results = registry.map(func)
+    assert list(results) == NAMES
+    assert results['production'].ok and results['production'].value == 'PRODUCTION'
+    assert not results['staging'].ok and results['staging'].error is down and results['staging'].value is None
+    assert isinstance(results['disaster-recovery'].error, ApiError)
+
+
+def test_map_keeps_a_factory_error_per_cluster():
+    def make(cluster):
+        if cluster.name == 'production':
+            raise ClusterConnectionError('cannot build', cluster.name)
+        return FakeClient(cluster)
+
+    registry = ClusterRegistry(make_config(), client_factory=Factory(make), clock=Clock())
+    results = registry.map(lambda name, client: name)
+    assert str(results['production'].error) == 'cannot build'
+    assert [n for n, r in results.items() if r.ok] == ['staging', 'disaster-recovery']
+
+
+@pytest.mark.parametrize('names,expected', [
+    (['staging'], ['staging']),
+    (['disaster-recovery', 'production'], ['disaster-recovery', 'production']),
+    ([], []),
+])
+def test_map_subset(names, expected):
+    factory = Factory()
+    registry = ClusterRegistry(make_config(), client_factory=factory, clock=Clock())
+    results = registry.map(lambda name, client: client.cluster.name, names)
+    assert list(results) == expected
+    assert all(r.ok and r.value == n for n, r in results.items())
+    assert sorted(n for n, _ in factory.built) == sorted(expected)
+
+
+def test_map_reuses_cached_clients():
+    factory = Factory()
+    registry = ClusterRegistry(make_config(), client_factory=factory, clock=Clock())
+    first = registry.map(lambda name, client: client)
+    second = registry.map(lambda name, client: client)
+    assert all(first[n].value is second[n].value for n in NAMES)
+    assert len(factory.built) == 3
+
+
+# ------------------------------------------------------------------------------- against the shared lab
+
+def expected_guest_counts():
+    """What health() must count for the lab's sample guests (templates are not in total)."""
+    counts = {'qemu': {'running': 0, 'stopped': 0, 'total': 0, 'templates': 0},
+              'lxc': {'running': 0, 'stopped': 0, 'total': 0, 'templates': 0}}
+    for _, kind, _, status, _, _, _, _ in pmxlab.SAMPLE_GUESTS:
+        if kind == 'template':
+            counts['qemu']['templates'] += 1
+        else:
+            counts[kind][status] += 1
+            counts[kind]['total'] += 1
+    return counts
+
+
+def test_expected_guest_counts_match_the_lab_description():
+    assert expected_guest_counts() == {'qemu': {'running': 3, 'stopped': 1, 'total': 4, 'templates': 1},
+                                       'lxc': {'running': 1, 'stopped': 1, 'total': 2, 'templates': 0}}
+
+
+def test_validate_all_clusters(lab, lab_config):
+    registry = ClusterRegistry(lab_config)
+    health = registry.validate_all_clusters()
+    assert [h['name'] for h in health] == NAMES
+    for info in health:
+        cluster = lab.clusters[info['name']]
+        assert info['reachable'] is True
+        assert info['error'] is None
+        assert info['version'] == cluster.pve.version
+        assert info['release'] == cluster.pve.release_version
+        assert info['quorate'] is True
+        assert info['nodes_online'] == 3
+        assert info['nodes_total'] == 3
+        assert [n['name'] for n in info['nodes']] == cluster.nodes
+        assert all(n['status'] == 'online' for n in info['nodes'])
+        assert info['guests'] == expected_guest_counts()
+        assert info['region'] == cluster.region
+        assert info['tier'] == cluster.tier
+        assert info['patterns'] == cluster.patterns
+        assert info['api_url'] == cluster.url
+        assert 'storages' not in info
+        text = json.dumps(info)
+        for secret in lab_config.secrets:
+            assert secret not in text
+
+
+def test_validate_some_clusters_with_storages(lab, lab_config):
+    health = ClusterRegistry(lab_config).validate_all_clusters(names=['staging'], storages=True)
+    assert [h['name'] for h in health] == ['staging']
+    storages = health[0]['storages']
+    # Each node lists the fake's two storages.
+    assert sorted(set(s['storage'] for s in storages)) == ['local', 'local-lvm']
+    assert sorted(set(s['node'] for s in storages)) == lab.clusters['staging'].nodes
+
+
+@pytest.mark.parametrize('kwargs,expected', [
+    (dict(name='stg-web01'), ['staging']),
+    (dict(name='dr-tpl-debian12'), ['disaster-recovery']),
+    (dict(name='prod-proxy01'), ['production']),
+    (dict(vmid=100), NAMES),
+    (dict(vmid='9000'), NAMES),
+    (dict(name='unknown-x'), []),
+    (dict(vmid=4242), []),
+])
+def test_locate(lab_config, kwargs, expected):
+    assert ClusterRegistry(lab_config).locate(**kwargs) == expected
+
+
+@pytest.mark.parametrize('kwargs,expected', [
+    (dict(name='unknown-x'), ('production', 'default')),
+    (dict(name='stg-web01'), ('staging', "pattern 'stg-*'")),
+    (dict(cluster='DISASTER_RECOVERY', vmid=100), ('disaster-recovery', 'explicit')),
+])
+def test_select(lab_config, kwargs, expected):
+    route = ClusterRegistry(lab_config).select(**kwargs)
+    assert isinstance(route, Route)
+    assert (route.cluster, route.reason) == expected
+
+
+def test_select_vmid_in_every_cluster_is_ambiguous(lab_config):
+    with pytest.raises(AmbiguousClusterSelectionError) as caught:
+        ClusterRegistry(lab_config).select(vmid=100)
+    assert sorted(caught.value.candidates) == sorted(NAMES)
+    for name in NAMES:
+        assert name in str(caught.value)
+
+
+def test_select_without_lookup_never_asks_the_clusters(lab_config):
+    factory = Factory()
+    route = ClusterRegistry(lab_config, client_factory=factory).select(vmid=100, lookup=False)
+    assert (route.cluster, route.reason) == ('production', 'default')
+    assert factory.built == []
+
+
+# ------------------------------------------------------------------------------ against a lab of its own
+
+def test_select_locates_a_guest_without_a_pattern(fresh_lab, fresh_config):
+    pve = fresh_lab.clusters['staging'].pve
+    fresh_lab.call(pve.add_vm, 555, 'orphan-01', 'stg-pve2')
+    registry = ClusterRegistry(fresh_config)
+    assert registry.locate(name='orphan-01') == ['staging']
+    route = registry.select(name='orphan-01')
+    assert (route.cluster, route.reason, route.located) == ('staging', 'located', ['staging'])
+    route = registry.select(vmid=555)
+    assert (route.cluster, route.reason) == ('staging', 'located')
+
+
+def test_lost_quorum_shows_in_health(fresh_lab, fresh_config):
+    fresh_lab.call(fresh_lab.clusters['staging'].pve.lose_quorum)
+    health = dict((h['name'], h) for h in ClusterRegistry(fresh_config).validate_all_clusters())
+    assert health['staging']['quorate'] is False
+    assert health['staging']['reachable'] is True
+    assert health['production']['quorate'] is True
+    assert health['disaster-recovery']['quorate'] is True
+
+
+def test_offline_node_shows_in_health(fresh_lab, fresh_config):
+    cluster = fresh_lab.clusters['disaster-recovery']
+    fresh_lab.call(cluster.pve.set_node_offline, cluster.nodes[1])
+    info = ClusterRegistry(fresh_config).validate_all_clusters(names=['disaster-recovery'])[0]
+    assert info['nodes_online'] == 2
+    assert info['nodes_total'] == 3
+    assert dict((n['name'], n['status']) for n in info['nodes'])[cluster.nodes[1]] == 'offline'
+
+
+def check_degraded(health, down):
+    by_name = dict((h['name'], h) for h in health)
+    assert list(by_name) == NAMES
+    info = by_name[down]
+    assert info['reachable'] is False
+    assert "cluster '%s'" % down in info['error']
+    assert 'connection refused' in info['error']
+    assert info['guests'] is None and info['nodes'] == [] and info['quorate'] is None
+    assert info['name'] == down and info['region']  # the configuration is still shown
+    for name in NAMES:
+        if name != down:
+            assert by_name[name]['reachable'] is True
+            assert by_name[name]['error'] is None
+            assert by_name[name]['guests'] == expected_guest_counts()
+
+
+def test_a_stopped_cluster_degrades_health(fresh_lab, fresh_config):
+    fresh_lab.call(fresh_lab.clusters['staging'].pve.stop())
+    registry = ClusterRegistry(fresh_config)
+    check_degraded(registry.validate_all_clusters(), 'staging')
+    # locate() skips the cluster it cannot reach.
+    assert registry.locate(vmid=100) == ['production', 'disaster-recovery']
+
+
+def test_an_unreachable_address_degrades_health(fresh_lab):
+    config = load_config(environ={}, env_file=fresh_lab.env_file,
+                         clusters={'disaster-recovery': {'api_url': 'https://127.0.9.9:8006'}})
+    check_degraded(ClusterRegistry(config).validate_all_clusters(), 'disaster-recovery')
