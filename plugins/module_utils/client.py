@@ -75,19 +75,31 @@ def _never_sent(exc: Exception) -> bool:
     return False
 
 
-def _connection_reason(exc: Exception) -> str:
-    """A short reason for a connection failure, without URLs repeated or object reprs."""
+# requests' exception texts are long and nested; these turn them into a few words.
+CONNECTION_REASONS = (
+    (r'Connection refused', 'connection refused'),
+    (r'Name or service not known|NameResolutionError|nodename nor servname', 'host name not found'),
+    (r'timed out|Timeout', 'timed out'),
+    (r'Connection reset|Connection aborted|RemoteDisconnected', 'connection reset'),
+    (r'No route to host', 'no route to host'),
+    (r'Network is unreachable', 'network unreachable'),
+)
+TLS_REASONS = (
+    (r'self[- ]signed', 'self-signed certificate not trusted'),
+    (r'unable to get local issuer', 'certificate issuer not trusted'),
+    (r"[Hh]ostname mismatch|doesn't match|not valid for", 'certificate does not match the host'),
+    (r'expired', 'certificate expired'),
+    (r'CERTIFICATE_VERIFY_FAILED', 'certificate verify failed'),
+)
+
+
+def _reason(exc: Exception, table=CONNECTION_REASONS, limit: int = 200) -> str:
+    """The first reason of ``table`` whose pattern the exception's text matches, else the text itself."""
     text = str(exc)
-    for pattern, reason in (
-            (r'Connection refused', 'connection refused'),
-            (r'Name or service not known|NameResolutionError|nodename nor servname', 'host name not found'),
-            (r'timed out|Timeout', 'timed out'),
-            (r'Connection reset|Connection aborted|RemoteDisconnected', 'connection reset'),
-            (r'No route to host', 'no route to host'),
-            (r'Network is unreachable', 'network unreachable')):
+    for pattern, reason in table:
         if re.search(pattern, text):
             return reason
-    return _clean_message(text, 200)
+    return _clean_message(text, limit)
 
 
 class PveClient:
@@ -179,22 +191,22 @@ class PveClient:
                         break
                     raise self._map_resource_error(exc, method, path, url)
                 except requests.exceptions.SSLError as exc:
+                    name = self.cluster.name
                     raise ClusterConnectionError(
                         "cluster '%s': TLS certificate verification failed for %s (%s). Set "
                         "PROXMOX_CLUSTER_%s_CA_BUNDLE to the CA certificate that signed the cluster's "
                         "certificate, or PROXMOX_CLUSTER_%s_VERIFY_SSL=false to turn verification off for "
-                        "this cluster only." % (self.cluster.name, url, _tls_reason(exc), self.cluster.name,
-                                                self.cluster.name), self.cluster.name)
+                        "this cluster only." % (name, url, _reason(exc, TLS_REASONS, 160), name, name), name)
                 except requests.exceptions.RequestException as exc:
                     if _never_sent(exc):
-                        failures.append('%s: %s' % (url, _connection_reason(exc)))
+                        failures.append('%s: %s' % (url, _reason(exc)))
                         continue  # next URL of the same cluster
                     if method != 'GET':
                         raise ClusterConnectionError(
                             "%s: the connection to %s broke after the request was sent (%s); it may or may "
                             "not have been applied. Nothing was retried: check the state and run again."
-                            % (self._where(method, path), url, _connection_reason(exc)), self.cluster.name)
-                    failures.append('%s: %s' % (url, _connection_reason(exc)))
+                            % (self._where(method, path), url, _reason(exc)), self.cluster.name)
+                    failures.append('%s: %s' % (url, _reason(exc)))
                     break  # retry this GET after a pause
                 except ValueError as exc:  # a 2xx body that is not PVE's JSON
                     raise ApiError('%s: the answer from %s was not valid JSON (%s); is this a Proxmox VE API?'
@@ -283,15 +295,3 @@ class PveClient:
         status = dict(self.wait_task(upid, timeout))
         status['upid'] = upid
         return status
-
-
-def _tls_reason(exc: Exception) -> str:
-    text = str(exc)
-    for pattern, reason in ((r'self[- ]signed', 'self-signed certificate not trusted'),
-                            (r'unable to get local issuer', 'certificate issuer not trusted'),
-                            (r"[Hh]ostname mismatch|doesn't match|not valid for", 'certificate does not match the host'),
-                            (r'expired', 'certificate expired'),
-                            (r'CERTIFICATE_VERIFY_FAILED', 'certificate verify failed')):
-        if re.search(pattern, text):
-            return reason
-    return _clean_message(text, 160)
