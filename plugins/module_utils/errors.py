@@ -92,3 +92,19 @@ class TaskTimeoutError(TaskError):
 
 class GuestLockedError(ClusterError):
     """A guest stayed locked by another task (backup, migrate, config...) past the timeout."""
+
+
+class GuestNotFoundError(ResourceNotFoundError):
+    """No guest with this name / vmid (or the clone source) in the cluster."""
+
+
+class DuplicateGuestError(ClusterError):
+    """Several guests of the cluster carry the name; names must be unique per cluster."""
+
+
+class GuestConflictError(ClusterError):
+    """The request contradicts the cluster's state: name and vmid disagree, wrong guest type, a template to start..."""
+
+
+class NodeOfflineError(ClusterError):
+    """The node a guest lives on (or the one asked for) is offline."""

@@ -1,0 +1,857 @@
+# -*- coding: utf-8 -*-
+# Copyright: pmx.multicluster contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Guest lifecycle shared by pmx_vm, pmx_lxc and the MCP server.
+
+Pure Python over the registry and its clients: no Ansible import. A
+``GuestKind`` says what differs between VMs (``qemu``) and containers
+(``lxc``): the API path segment, the name key and which config keys are
+disks and network devices. ``GuestManager`` finds, routes, creates, clones,
+updates, powers and deletes guests of one kind; every method returns data
+(``changed``, ``before``/``after``, ``route``...) and raises ClusterError
+subclasses. With ``check_mode`` it reads, computes and reports, and writes
+nothing.
+
+The normalisation functions (``split_props``, ``values_equal``,
+``config_diff``...) are plain functions so that they can be tested as tables.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+from urllib.parse import quote, unquote
+
+from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
+    ApiError, DuplicateGuestError, GuestConflictError, GuestLockedError, GuestNotFoundError, NodeOfflineError,
+    TaskError, TaskTimeoutError)
+
+DEFAULT_TIMEOUT = 300
+LOCK_POLL = 0.5
+TRUE_WORDS = ('1', 'true', 'yes', 'on')
+FALSE_WORDS = ('0', 'false', 'no', 'off')
+# PVE answers these when a guest is locked by a task or its config lock is held.
+LOCKED_MESSAGE = re.compile(r"(?:VM|CT) is locked \((?P<lock>[\w-]+)\)|can't lock file '[^']*' - got timeout")
+NEW_DISK = re.compile(r'^(?:(?P<storage>[^/:\s]+):)?(?P<size>\d+(?:\.\d+)?)$')
+SIZE_UNITS = {'': 1024 ** 3, 'K': 1024, 'M': 1024 ** 2, 'G': 1024 ** 3, 'T': 1024 ** 4}
+QEMU_NET_MODELS = ('e1000', 'e1000-82540em', 'e1000-82544gc', 'e1000-82545em', 'e1000e', 'i82551', 'i82557b',
+                   'i82559er', 'ne2k_isa', 'ne2k_pci', 'pcnet', 'rtl8139', 'virtio', 'vmxnet3')
+
+
+# ---------------------------------------------------------------------------- kinds
+
+@dataclass(frozen=True)
+class GuestKind:
+    """What differs between guest types."""
+
+    type: str                       # API path segment and /cluster/resources type: qemu or lxc
+    label: str                      # for messages: VM or container
+    name_key: str                   # config key of the name: name (qemu) or hostname (lxc)
+    disk_pattern: str               # config keys that are disks (regex)
+    net_pattern: str = r'net\d+'    # config keys that are network devices
+    mac_key: str = 'macaddr'        # property of a net value that holds the MAC
+    net_models: Tuple[str, ...] = ()  # a net property named after a model carries the MAC (virtio=AA:...)
+    disk_default_key: str = 'file'
+    # Keys whose values are PVE property strings, with their default key (the value before the first '=').
+    property_keys: Tuple[Tuple[str, Optional[str]], ...] = ()
+    bool_keys: Tuple[str, ...] = ()
+    # Keys PVE never returns in clear (set at creation only, never compared).
+    write_only: Tuple[str, ...] = ()
+
+    def is_disk(self, key: str) -> bool:
+        return re.fullmatch(self.disk_pattern, key) is not None
+
+    def is_net(self, key: str) -> bool:
+        return re.fullmatch(self.net_pattern, key) is not None
+
+    def default_key(self, key: str) -> Tuple[bool, Optional[str]]:
+        """(is a property string, its default key) for a config key."""
+        if self.is_disk(key):
+            return True, self.disk_default_key
+        for pattern, default in self.property_keys:
+            if re.fullmatch(pattern, key):
+                return True, default
+        return False, None
+
+
+QEMU = GuestKind(
+    type='qemu', label='VM', name_key='name',
+    disk_pattern=r'(?:ide[0-3]|sata[0-5]|scsi(?:[0-9]|[12][0-9]|30)|virtio(?:[0-9]|1[0-5])|efidisk0|tpmstate0)',
+    mac_key='macaddr', net_models=QEMU_NET_MODELS,
+    property_keys=((r'ipconfig\d+', None), (r'boot', 'legacy'), (r'agent', 'enabled'), (r'memory', 'current'),
+                   (r'cpu', 'cputype'), (r'vga', 'type'), (r'smbios1', None), (r'startup', None),
+                   (r'rng0', 'source'), (r'(?:hostpci|usb)\d+', 'host'), (r'audio0', 'device'),
+                   (r'spice_enhancements', None), (r'amd-sev', 'type'), (r'efidisk0', 'file')),
+    bool_keys=('onboot', 'protection', 'template', 'numa', 'acpi', 'kvm', 'tablet', 'localtime', 'freeze', 'reboot',
+               'ciupgrade'),
+    write_only=('cipassword',),
+)
+
+LXC = GuestKind(
+    type='lxc', label='container', name_key='hostname',
+    disk_pattern=r'(?:rootfs|mp\d+)', mac_key='hwaddr', disk_default_key='volume',
+    property_keys=((r'features', None), (r'startup', None)),
+    bool_keys=('onboot', 'protection', 'template', 'unprivileged', 'console', 'debug'),
+    write_only=('password',),
+)
+
+
+# ---------------------------------------------------------------------- normalisation
+
+def _word(value: Any) -> str:
+    """A scalar as PVE stores it: booleans as 1/0, the rest as trimmed text."""
+    if isinstance(value, bool):
+        return '1' if value else '0'
+    return str(value).strip()
+
+
+def _bool_word(value: Any) -> str:
+    text = _word(value).lower()
+    if text in TRUE_WORDS:
+        return '1'
+    if text in FALSE_WORDS:
+        return '0'
+    return text
+
+
+def _number(text: str):
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return None
+
+
+def _scalar_equal(a: Any, b: Any) -> bool:
+    a, b = _word(a), _word(b)
+    if a == b:
+        return True
+    na, nb = _number(a), _number(b)
+    if na is not None and nb is not None:
+        return na == nb
+    return _bool_word(a) == _bool_word(b) and _bool_word(a) in ('0', '1')
+
+
+def split_props(text: Any, default_key: Optional[str] = None) -> Dict[str, str]:
+    """A PVE property string (``virtio,bridge=vmbr0`` or ``order=scsi0;net0``) as a dict.
+
+    A part without ``=`` is the value of ``default_key`` (or, without one, a key whose value is empty).
+    """
+    props: Dict[str, str] = {}
+    for part in _word(text).split(','):
+        part = part.strip()
+        if not part:
+            continue
+        key, sep, value = part.partition('=')
+        if not sep:
+            if default_key and default_key not in props:
+                props[default_key] = key
+            else:
+                props[key] = ''
+            continue
+        props[key.strip()] = value.strip()
+    return props
+
+
+def split_net(text: Any, kind: GuestKind = QEMU) -> Dict[str, str]:
+    """A net value as a dict with ``model`` and the kind's MAC key (``virtio=BC:..`` split in two)."""
+    props: Dict[str, str] = {}
+    for key, value in split_props(text).items():
+        if key in kind.net_models:
+            props['model'] = key
+            if value:
+                props[kind.mac_key] = value
+        else:
+            props[key] = value
+    if kind.mac_key in props:
+        props[kind.mac_key] = props[kind.mac_key].upper()
+    return props
+
+
+def size_bytes(text: Any) -> Optional[int]:
+    """``32G``, ``32768M``, ``32`` (GiB, as PVE's new-disk syntax) in bytes; None if not a size."""
+    found = re.fullmatch(r'(\d+(?:\.\d+)?)([KMGT]?)', _word(text).upper())
+    if not found:
+        return None
+    return int(float(found.group(1)) * SIZE_UNITS[found.group(2)])
+
+
+def normalise_tags(value: Any) -> List[str]:
+    """Tags as a sorted list: PVE accepts ``;``, ``,`` and spaces as separators and orders them itself."""
+    if isinstance(value, (list, tuple, set)):
+        items = [str(v) for v in value]
+    else:
+        items = re.split(r'[;, ]+', _word(value))
+    return sorted(set(t.strip().lower() for t in items if t and t.strip()))
+
+
+def _props_equal(desired: Dict[str, str], current: Dict[str, str]) -> bool:
+    """Every property the user gave has the same value (booleans and numbers normalised)."""
+    for key, value in desired.items():
+        if key not in current:
+            if _bool_word(value) == '0' or value == '':
+                continue  # an explicit "off" equals an absent (default off) flag
+            return False
+        if not _scalar_equal(value, current[key]):
+            return False
+    return True
+
+
+def disk_equal(desired: Any, current: Any, default_key: str = 'file') -> Tuple[bool, Optional[str]]:
+    """(equal, warning) for a disk: ``local-lvm:32`` matches an existing 32G disk on local-lvm.
+
+    Size and storage of an existing disk are never changed by an update (that needs a resize or a
+    move); a mismatch is reported as a warning instead of a change.
+    """
+    want = split_props(desired, default_key)
+    have = split_props(current, default_key)
+    want_volume = want.pop(default_key, '')
+    have_volume = have.get(default_key, '')
+    new = NEW_DISK.match(want_volume)
+    warning = None
+    if new:
+        have_storage = have_volume.split(':', 1)[0] if ':' in have_volume else None
+        if new.group('storage') and have_storage and new.group('storage') != have_storage:
+            warning = 'is on storage %s, not %s (disks are not moved)' % (have_storage, new.group('storage'))
+        want_size = int(float(new.group('size')) * SIZE_UNITS['G'])
+        have_size = size_bytes(have.get('size', ''))
+        if have_size is not None and have_size != want_size:
+            warning = 'is %s, not %sG (disks are not resized)' % (have.get('size'), new.group('size'))
+    elif want_volume and want_volume != have_volume:
+        return False, None
+    want.pop('size', None)
+    return _props_equal(want, have), warning
+
+
+def values_equal(kind: GuestKind, key: str, desired: Any, current: Any) -> bool:
+    """Whether a requested config value is what PVE holds, in PVE's own formats.
+
+    Memory as string or int, booleans as 1/0/true, tags in any order and separator, descriptions
+    with a trailing newline, property strings in any order with only the given properties compared,
+    and a net's generated MAC ignored unless the request names one.
+    """
+    if current is None:
+        return desired is None or _word(desired) == ''
+    if desired is None:
+        return False
+    if key == 'tags':
+        return normalise_tags(desired) == normalise_tags(current)
+    if key == 'description':
+        return _word(desired).rstrip() == _word(current).rstrip()
+    if key == 'sshkeys':
+        return unquote(_word(desired)).strip() == unquote(_word(current)).strip()
+    if key in kind.bool_keys:
+        return _bool_word(desired) == _bool_word(current)
+    if kind.is_disk(key):
+        return disk_equal(desired, current, kind.disk_default_key)[0]
+    if kind.is_net(key):
+        return _props_equal(split_net(desired, kind), split_net(current, kind))
+    is_props, default = kind.default_key(key)
+    if is_props:
+        return _props_equal(split_props(desired, default), split_props(current, default))
+    return _scalar_equal(desired, current)
+
+
+def api_value(key: str, value: Any) -> Any:
+    """A desired value as the API takes it (booleans as 1/0, tag lists joined, ssh keys url-encoded)."""
+    if isinstance(value, bool):
+        return 1 if value else 0
+    if key == 'tags':
+        return ';'.join(normalise_tags(value))
+    if key == 'sshkeys':
+        text = unquote(_word(value))
+        return quote(text.strip() + '\n', safe='')
+    return value
+
+
+def keep_mac(kind: GuestKind, desired: Any, current: Any) -> Any:
+    """A net value to write: the current MAC kept when the request gives none (else PVE makes a new one)."""
+    want = split_net(desired, kind)
+    have = split_net(current, kind) if current else {}
+    if kind.mac_key in want or kind.mac_key not in have:
+        return desired
+    if kind.net_models and want.get('model'):
+        model = want.pop('model')
+        want.pop(kind.mac_key, None)
+        rest = ['%s=%s' % (k, v) if v != '' else k for k, v in want.items()]
+        return ','.join(['%s=%s' % (model, have[kind.mac_key])] + rest)
+    return '%s,%s=%s' % (_word(desired), kind.mac_key, have[kind.mac_key])
+
+
+@dataclass
+class ConfigDiff:
+    """What an update changes: the values to write, and before/after of the keys concerned."""
+
+    changes: Dict[str, Any] = field(default_factory=dict)
+    before: Dict[str, Any] = field(default_factory=dict)
+    after: Dict[str, Any] = field(default_factory=dict)
+    warnings: List[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+
+def config_diff(kind: GuestKind, desired: Dict[str, Any], current: Dict[str, Any],
+                label: str = 'guest') -> ConfigDiff:
+    """Compare the requested keys with the current (pending-aware) config; only differing keys change.
+
+    Write-only keys (a cloud-init password) are not compared. An existing disk is never resized or
+    moved: a size or storage mismatch is a warning.
+    """
+    diff = ConfigDiff()
+    for key in sorted(desired):
+        want = desired[key]
+        if want is None or key in kind.write_only:
+            continue
+        have = current.get(key)
+        if kind.is_disk(key) and have is not None:
+            equal, warning = disk_equal(want, have, kind.disk_default_key)
+            if warning:
+                diff.warnings.append('%s: disk %s %s' % (label, key, warning))
+            if equal:
+                continue
+        elif values_equal(kind, key, want, have):
+            continue
+        value = api_value(key, want)
+        if kind.is_net(key) and have is not None:
+            value = keep_mac(kind, value, have)
+        diff.changes[key] = value
+        diff.before[key] = have
+        diff.after[key] = value
+    return diff
+
+
+def pending_state(entries: List[Dict]) -> Tuple[Dict[str, Any], Dict[str, Any], List[str]]:
+    """From GET .../pending: (running config, config of the next boot, keys waiting for a reboot)."""
+    running: Dict[str, Any] = {}
+    effective: Dict[str, Any] = {}
+    waiting: List[str] = []
+    for entry in entries or []:
+        key = entry.get('key')
+        if key is None or key == 'digest':
+            continue
+        if 'value' in entry:
+            running[key] = entry['value']
+        if entry.get('delete'):
+            waiting.append(key)
+            continue
+        if 'pending' in entry:
+            waiting.append(key)
+            effective[key] = entry['pending']
+        elif 'value' in entry:
+            effective[key] = entry['value']
+    return running, effective, sorted(waiting)
+
+
+def desired_config(kind: GuestKind, options: Dict[str, Any], dict_options: Tuple[str, ...] = (),
+                   raw: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The PVE config keys a task asks for: typed options (None means "not asked"), dicts of
+    device keys (``disks``, ``nets``, ``ipconfig``) merged in, then the raw ``config`` dict.
+
+    :raises GuestConflictError: a key given twice (as an option and in ``config`` or two dicts).
+    """
+    out: Dict[str, Any] = {}
+    origin: Dict[str, str] = {}
+
+    def put(key, value, where):
+        if value is None:
+            return
+        if key in out:
+            raise GuestConflictError("the %s key '%s' is given twice (in %s and in %s)"
+                                     % (kind.label, key, origin[key], where))
+        out[key] = value
+        origin[key] = where
+
+    for name, value in options.items():
+        if name in dict_options:
+            for key, item in (value or {}).items():
+                put(str(key), item, name)
+        else:
+            put(name, value, name)
+    for key, value in (raw or {}).items():
+        put(str(key), value, 'config')
+    return out
+
+
+# ---------------------------------------------------------------------- the manager
+
+@dataclass
+class GuestSpec:
+    """What a task asks for. ``config`` holds PVE config keys (see ``desired_config``)."""
+
+    name: Optional[str] = None
+    vmid: Optional[int] = None
+    cluster: Optional[str] = None
+    node: Optional[str] = None
+    config: Dict[str, Any] = field(default_factory=dict)
+    pool: Optional[str] = None
+    clone: Optional[str] = None          # source name or vmid
+    full: Optional[bool] = None
+    target_storage: Optional[str] = None
+    storage: Optional[str] = None        # default storage for new disks at creation
+    timeout: float = DEFAULT_TIMEOUT
+    force: bool = False
+    purge: bool = False
+    restart_on_change: bool = False
+    update: bool = True
+
+
+class GuestManager:
+    """The lifecycle of guests of one kind, across the registry's clusters."""
+
+    def __init__(self, registry, kind: GuestKind = QEMU, check_mode: bool = False,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
+        self.registry = registry
+        self.kind = kind
+        self.check_mode = check_mode
+        self._sleep = sleep
+        self._clock = clock
+
+    # ------------------------------------------------------------ lookup
+
+    def route(self, spec: GuestSpec):
+        """The cluster of the guest (explicit > name pattern > located > default) and its client."""
+        route = self.registry.select(cluster=spec.cluster, name=spec.name, vmid=spec.vmid, lookup=True)
+        return route, self.registry.client(route.cluster)
+
+    def resources(self, client) -> List[Dict]:
+        """The cluster's guests and nodes (one request)."""
+        return client.get('cluster/resources') or []
+
+    def describe(self, spec_or_name, vmid=None) -> str:
+        name = spec_or_name.name if isinstance(spec_or_name, GuestSpec) else spec_or_name
+        vmid = spec_or_name.vmid if isinstance(spec_or_name, GuestSpec) else vmid
+        if name and vmid is not None:
+            return "%s '%s' (vmid %s)" % (self.kind.label, name, vmid)
+        if name:
+            return "%s '%s'" % (self.kind.label, name)
+        return '%s %s' % (self.kind.label, vmid)
+
+    def find(self, resources: List[Dict], cluster: str, name: Optional[str] = None,
+             vmid: Optional[int] = None) -> Optional[Dict]:
+        """The guest's /cluster/resources entry, or None.
+
+        :raises DuplicateGuestError: several guests of this kind carry the name (both vmids named).
+        :raises GuestConflictError: name and vmid point at different guests, or the vmid is another type.
+        """
+        guests = [r for r in resources if r.get('type') in ('qemu', 'lxc')]
+        by_vmid = None
+        if vmid is not None:
+            by_vmid = next((g for g in guests if int(g.get('vmid', -1)) == int(vmid)), None)
+            if by_vmid is not None and by_vmid.get('type') != self.kind.type:
+                raise GuestConflictError(
+                    "cluster '%s': vmid %s is a %s ('%s'), not a %s" % (
+                        cluster, vmid, 'container' if by_vmid.get('type') == 'lxc' else 'VM',
+                        by_vmid.get('name'), self.kind.label), cluster)
+        by_name = None
+        if name:
+            named = [g for g in guests if g.get('type') == self.kind.type and g.get('name') == name]
+            if len(named) > 1:
+                raise DuplicateGuestError(
+                    "cluster '%s' has %d %ss named '%s' (vmids %s); names must be unique per cluster. Give "
+                    "vmid: to pick one, or rename the others." % (
+                        cluster, len(named), self.kind.label, name,
+                        ', '.join(str(g.get('vmid')) for g in sorted(named, key=lambda g: int(g['vmid'])))), cluster)
+            by_name = named[0] if named else None
+        if name and vmid is not None:
+            if by_vmid is not None and by_vmid.get('name') != name:
+                raise GuestConflictError(
+                    "cluster '%s': vmid %s is named '%s', not '%s'" % (cluster, vmid, by_vmid.get('name'), name),
+                    cluster)
+            if by_vmid is None and by_name is not None:
+                raise GuestConflictError(
+                    "cluster '%s': '%s' has vmid %s, not %s" % (cluster, name, by_name.get('vmid'), vmid), cluster)
+        return by_vmid if vmid is not None else by_name
+
+    def find_source(self, resources: List[Dict], cluster: str, source: Any) -> Dict:
+        """The clone source (a template or VM) by name or vmid.
+
+        :raises GuestNotFoundError: no such source, with the templates of the cluster listed.
+        """
+        text = str(source).strip()
+        found = None
+        if text.isdigit():
+            found = self.find(resources, cluster, vmid=int(text))
+        if found is None:
+            found = self.find(resources, cluster, name=text)
+        if found is None:
+            templates = sorted(str(r.get('name')) for r in resources
+                               if r.get('type') == self.kind.type and r.get('template'))
+            raise GuestNotFoundError(
+                "cluster '%s': clone source '%s' not found; templates there: %s"
+                % (cluster, text, ', '.join(templates) or '(none)'), cluster, 404)
+        return found
+
+    @staticmethod
+    def nodes(resources: List[Dict]) -> Dict[str, Dict]:
+        return dict((r.get('node'), r) for r in resources if r.get('type') == 'node')
+
+    def check_node(self, resources: List[Dict], cluster: str, node: str, what: str = '') -> None:
+        """:raises NodeOfflineError: the node is offline. :raises GuestConflictError: no such node."""
+        nodes = self.nodes(resources)
+        if node not in nodes:
+            raise GuestConflictError("cluster '%s' has no node '%s'; its nodes: %s"
+                                     % (cluster, node, ', '.join(sorted(nodes))), cluster)
+        if nodes[node].get('status') != 'online':
+            raise NodeOfflineError(
+                "cluster '%s': node '%s'%s is %s; nothing was changed. Bring the node back or choose another one."
+                % (cluster, node, what, nodes[node].get('status') or 'offline'), cluster)
+
+    def choose_node(self, resources: List[Dict], cluster: str, node: Optional[str] = None) -> Tuple[str, str]:
+        """(node, why): the one asked for, the cluster's default node, or the online node with most free memory."""
+        if node:
+            self.check_node(resources, cluster, node)
+            return node, 'explicit'
+        default = getattr(self.registry.cluster(cluster), 'default_node', None)
+        if default:
+            self.check_node(resources, cluster, default, ' (the default node)')
+            return default, 'cluster default node'
+        online = [n for n in self.nodes(resources).values() if n.get('status') == 'online']
+        if not online:
+            raise NodeOfflineError("cluster '%s' has no online node" % cluster, cluster)
+        best = max(online, key=lambda n: (int(n.get('maxmem') or 0) - int(n.get('mem') or 0),
+                                          # ties: the first node by name, so the choice is stable
+                                          [-ord(c) for c in n.get('node', '')]))
+        return best['node'], 'most free memory'
+
+    # ------------------------------------------------------------ reading
+
+    def _path(self, node: str, vmid: int, tail: str = '') -> str:
+        return 'nodes/%s/%s/%s%s' % (node, self.kind.type, vmid, ('/' + tail) if tail else '')
+
+    def read(self, client, node: str, vmid: int) -> Dict[str, Any]:
+        """Running config, next-boot config and pending keys of a guest."""
+        running, effective, waiting = pending_state(client.get(self._path(node, vmid, 'pending')))
+        return {'config': running, 'effective': effective, 'pending': waiting}
+
+    def status(self, client, node: str, vmid: int) -> Dict:
+        return client.get(self._path(node, vmid, 'status/current')) or {}
+
+    # ------------------------------------------------------------ locks and tasks
+
+    def _locked_error(self, cluster, guest, lock, timeout):
+        return GuestLockedError(
+            "cluster '%s': %s is locked (%s) and stayed locked for %ss; nothing was changed. Wait for the "
+            "%s to finish (or unlock it with 'qm unlock %s' if it is stale) and run again, or raise timeout."
+            % (cluster, self.describe(guest.get('name'), guest.get('vmid')), lock, timeout,
+               'task' if lock == 'config lock held by another task' else lock, guest.get('vmid')), cluster)
+
+    def wait_unlocked(self, client, cluster: str, guest: Dict, timeout: float) -> None:
+        """Wait until the guest's config has no ``lock``; :raises GuestLockedError: past the timeout."""
+        deadline = self._clock() + timeout
+        while True:
+            config = client.get(self._path(guest['node'], guest['vmid'], 'config')) or {}
+            lock = config.get('lock')
+            if not lock:
+                return
+            if self._clock() >= deadline:
+                raise self._locked_error(cluster, guest, lock, timeout)
+            self._sleep(min(LOCK_POLL, max(0.0, deadline - self._clock())))
+
+    def call(self, client, cluster: str, guest: Dict, wait: float, method: str, tail: str, margin: float = 0,
+             **params) -> Dict:
+        """Write (and wait for the task of) one request; retried while PVE answers that the guest is locked.
+
+        ``margin`` extends the wait for tasks that themselves wait ``wait`` seconds (a shutdown).
+
+        :raises GuestLockedError: still locked at the timeout. :raises TaskError: the task failed.
+        """
+        deadline = self._clock() + wait
+        path = self._path(guest['node'], guest['vmid'], tail)
+
+        def run(remaining):
+            # Not client.run_task: its own ``timeout`` argument would shadow PVE's ``timeout`` parameter.
+            upid = client.request(method, path, **params)
+            if not (isinstance(upid, str) and upid.startswith('UPID:')):
+                return {'upid': None, 'status': 'stopped', 'exitstatus': 'OK', 'data': upid}
+            status = dict(client.wait_task(upid, remaining + margin))
+            status['upid'] = upid
+            return status
+        return self._retry_locked(client, cluster, guest, deadline, wait, run)
+
+    def _retry_locked(self, client, cluster, guest, deadline, timeout, func):
+        while True:
+            remaining = max(1.0, deadline - self._clock())
+            try:
+                return func(remaining)
+            except (ApiError, TaskError) as exc:
+                if isinstance(exc, TaskTimeoutError):
+                    raise
+                text = ' '.join([str(exc)] + [str(line) for line in getattr(exc, 'log', [])])
+                found = LOCKED_MESSAGE.search(text)
+                if not found:
+                    raise
+                lock = found.group('lock') or 'config lock held by another task'
+                if self._clock() >= deadline:
+                    raise self._locked_error(cluster, guest, lock, timeout)
+                self._sleep(min(LOCK_POLL, max(0.0, deadline - self._clock())))
+
+    @staticmethod
+    def _task(action: str, status: Dict) -> Dict:
+        return {'action': action, 'upid': status.get('upid'), 'exitstatus': status.get('exitstatus')}
+
+    # ------------------------------------------------------------ the states
+
+    def ensure(self, state: str, spec: GuestSpec) -> Dict:
+        """Bring one guest to ``state`` (present, absent, started, stopped, restarted, template)."""
+        route, client = self.route(spec)
+        cluster = route.cluster
+        resources = self.resources(client)
+        guest = self.find(resources, cluster, spec.name, spec.vmid)
+        result = {
+            'changed': False, 'cluster': cluster, 'route_reason': route.reason, 'vmid': spec.vmid,
+            'name': spec.name, 'node': None, 'node_reason': None, 'status': None, 'pending': [],
+            'diff': {'before': {}, 'after': {}}, 'tasks': [], 'warnings': [],
+        }
+        if state == 'absent':
+            return self._absent(client, cluster, resources, guest, spec, result)
+        if guest is None:
+            if state != 'present' and not (spec.clone or spec.config):
+                raise GuestNotFoundError(
+                    "cluster '%s' (%s): %s does not exist, and the task gives nothing to create it from "
+                    "(no clone and no config); use state=present with its settings, or check the name"
+                    % (cluster, route.reason, self.describe(spec)), cluster, 404)
+            guest = self._create(client, cluster, resources, spec, result)
+        else:
+            self._adopt(guest, result)
+            self.check_node(resources, cluster, guest['node'], ' of %s' % self.describe(guest.get('name'),
+                                                                                        guest.get('vmid')))
+            if spec.update:
+                self._update(client, cluster, guest, spec, result)
+        if guest.get('_planned'):
+            # Check mode on a guest that does not exist yet: nothing more can be read.
+            result['status'] = 'running' if state in ('started', 'restarted') else 'stopped'
+            if state == 'template':
+                result['template'] = True
+            return result
+        if state == 'started':
+            self._start(client, cluster, guest, spec, result)
+        elif state == 'stopped':
+            self._stop(client, cluster, guest, spec, result)
+        elif state == 'restarted':
+            self._restart(client, cluster, guest, spec, result)
+        elif state == 'template':
+            self._template(client, cluster, guest, spec, result)
+        elif spec.restart_on_change and result['pending'] and guest.get('status') == 'running':
+            self._reboot(client, cluster, guest, spec, result)
+        result['status'] = guest.get('status')
+        result['template'] = bool(guest.get('template'))
+        return result
+
+    def _adopt(self, guest: Dict, result: Dict) -> None:
+        result.update(vmid=int(guest['vmid']), name=guest.get('name'), node=guest.get('node'),
+                      status=guest.get('status'), template=bool(guest.get('template')))
+
+    # -------------------------------------------------- present: create or clone
+
+    def _create(self, client, cluster, resources, spec: GuestSpec, result: Dict) -> Dict:
+        source = None
+        if spec.clone is not None:
+            source = self.find_source(resources, cluster, spec.clone)
+            self.check_node(resources, cluster, source['node'], ' of the clone source')
+            node, why = (spec.node, 'explicit') if spec.node else (source['node'], 'clone source node')
+            if spec.node:
+                self.check_node(resources, cluster, spec.node)
+        else:
+            node, why = self.choose_node(resources, cluster, spec.node)
+        vmid = spec.vmid
+        if vmid is None:
+            vmid = int(client.get('cluster/nextid'))
+        result.update(vmid=vmid, node=node, node_reason=why, changed=True)
+        name_key = self.kind.name_key
+        guest = {'vmid': vmid, 'node': node, 'name': spec.name, 'type': self.kind.type, 'status': 'stopped'}
+        if source is not None:
+            result['clone_source'] = {'vmid': int(source['vmid']), 'name': source.get('name'),
+                                      'node': source.get('node'), 'template': bool(source.get('template'))}
+            after = dict((k, api_value(k, v)) for k, v in spec.config.items())
+            if spec.name:
+                after[name_key] = spec.name
+            result['diff'] = {'before': {}, 'after': after}
+            if self.check_mode:
+                guest['_planned'] = True
+                return guest
+            params = {'newid': vmid}
+            if spec.name:
+                params['name'] = spec.name
+            if spec.full is not None:
+                params['full'] = 1 if spec.full else 0
+            if node != source['node']:
+                params['target'] = node
+            if spec.target_storage:
+                params['storage'] = spec.target_storage
+            if spec.pool:
+                params['pool'] = spec.pool
+            task = self.call(client, cluster, source, spec.timeout, 'POST', 'clone', **params)
+            result['tasks'].append(self._task('clone', task))
+            # The clone has the source's config: bring it to what was asked (the same as a later update).
+            self._update(client, cluster, guest, spec, result, created=True)
+            result['diff'] = {'before': {}, 'after': after}
+            return guest
+        params = dict((k, api_value(k, v)) for k, v in spec.config.items())
+        if spec.name:
+            params[name_key] = spec.name
+        result['diff'] = {'before': {}, 'after': dict(params)}
+        if self.check_mode:
+            guest['_planned'] = True
+            return guest
+        if spec.pool:
+            params['pool'] = spec.pool
+        if spec.storage:
+            params['storage'] = spec.storage
+        task = client.run_task('POST', 'nodes/%s/%s' % (node, self.kind.type), timeout=spec.timeout,
+                               vmid=vmid, **params)
+        result['tasks'].append(self._task('create', task))
+        result['pending'] = self.read(client, node, vmid)['pending']
+        return guest
+
+    # -------------------------------------------------- present: update
+
+    def _update(self, client, cluster, guest: Dict, spec: GuestSpec, result: Dict, created: bool = False) -> None:
+        state = self.read(client, guest['node'], guest['vmid'])
+        desired = dict(spec.config)
+        if created:
+            # A fresh clone: also write the write-only keys (a cloud-init password), once.
+            wanted_write_only = dict((k, v) for k, v in desired.items() if k in self.kind.write_only)
+        else:
+            wanted_write_only = {}
+        diff = config_diff(self.kind, desired, state['effective'], self.describe(guest.get('name'), guest['vmid']))
+        result['warnings'].extend(diff.warnings)
+        result['pending'] = state['pending']
+        changes = dict(diff.changes, **dict((k, api_value(k, v)) for k, v in wanted_write_only.items()))
+        if not created:
+            result['diff'] = {'before': diff.before, 'after': diff.after}
+        if not changes:
+            return
+        result['changed'] = True
+        if self.check_mode:
+            return
+        if not created:
+            self.wait_unlocked(client, cluster, guest, spec.timeout)
+        task = self.call(client, cluster, guest, spec.timeout, 'POST', 'config', **changes)
+        result['tasks'].append(self._task('update', task))
+        result['pending'] = self.read(client, guest['node'], guest['vmid'])['pending']
+
+    # -------------------------------------------------- power
+
+    def _refresh(self, client, guest: Dict) -> None:
+        current = self.status(client, guest['node'], guest['vmid'])
+        guest['status'] = current.get('status', guest.get('status'))
+        if current.get('template'):
+            guest['template'] = 1
+
+    def _power(self, client, cluster, guest, spec, result, action, **params) -> Dict:
+        result['changed'] = True
+        if self.check_mode:
+            return {}
+        margin = 30 if action in ('shutdown', 'reboot') else 0
+        task = self.call(client, cluster, guest, spec.timeout, 'POST', 'status/' + action, margin=margin, **params)
+        result['tasks'].append(self._task(action, task))
+        return task
+
+    def _start(self, client, cluster, guest, spec, result) -> None:
+        if guest.get('template'):
+            raise GuestConflictError("cluster '%s': %s is a template; a template cannot be started"
+                                     % (cluster, self.describe(guest.get('name'), guest['vmid'])), cluster)
+        if guest.get('status') == 'running':
+            return
+        self._power(client, cluster, guest, spec, result, 'start')
+        result['diff']['before']['status'], result['diff']['after']['status'] = guest.get('status'), 'running'
+        if self.check_mode:
+            guest['status'] = 'running'
+            return
+        self._refresh(client, guest)
+        result['pending'] = self.read(client, guest['node'], guest['vmid'])['pending']
+
+    def _stop(self, client, cluster, guest, spec, result) -> None:
+        """Graceful shutdown within the timeout; with ``force``, a hard stop when it does not go down."""
+        if guest.get('status') != 'running':
+            return
+        result['diff']['before']['status'], result['diff']['after']['status'] = 'running', 'stopped'
+        if self.check_mode:
+            result['changed'] = True
+            guest['status'] = 'stopped'
+            return
+        try:
+            self._power(client, cluster, guest, spec, result, 'shutdown', timeout=int(spec.timeout))
+        except TaskError as exc:
+            if isinstance(exc, TaskTimeoutError) or re.search(r'timeout|timed out', str(exc), re.I):
+                if not spec.force:
+                    raise TaskError(
+                        "cluster '%s': %s did not shut down within %ss (%s). Set force: true to stop it hard, "
+                        "or raise timeout." % (cluster, self.describe(guest.get('name'), guest['vmid']),
+                                               int(spec.timeout), exc), cluster, exc.upid, exc.exitstatus, exc.log)
+                result['tasks'].append({'action': 'shutdown', 'upid': exc.upid, 'exitstatus': exc.exitstatus})
+                self._power(client, cluster, guest, spec, result, 'stop')
+                result['forced'] = True
+            else:
+                raise
+        self._refresh(client, guest)
+
+    def _reboot(self, client, cluster, guest, spec, result) -> None:
+        result['diff']['before']['status'] = result['diff']['after']['status'] = 'running'
+        try:
+            self._power(client, cluster, guest, spec, result, 'reboot', timeout=int(spec.timeout))
+        except TaskError as exc:
+            if not spec.force or not (isinstance(exc, TaskTimeoutError) or re.search(r'timeout', str(exc), re.I)):
+                raise
+            result['tasks'].append({'action': 'reboot', 'upid': exc.upid, 'exitstatus': exc.exitstatus})
+            self._power(client, cluster, guest, spec, result, 'stop')
+            self._power(client, cluster, guest, spec, result, 'start')
+            result['forced'] = True
+        if not self.check_mode:
+            self._refresh(client, guest)
+            result['pending'] = self.read(client, guest['node'], guest['vmid'])['pending']
+
+    def _restart(self, client, cluster, guest, spec, result) -> None:
+        if guest.get('status') != 'running':
+            self._start(client, cluster, guest, spec, result)
+            return
+        self._reboot(client, cluster, guest, spec, result)
+
+    def _template(self, client, cluster, guest, spec, result) -> None:
+        if guest.get('template'):
+            return
+        self._stop(client, cluster, guest, spec, result)
+        result['changed'] = True
+        result['diff']['before']['template'], result['diff']['after']['template'] = False, True
+        if self.check_mode:
+            guest['template'] = 1
+            return
+        task = self.call(client, cluster, guest, spec.timeout, 'POST', 'template')
+        result['tasks'].append(self._task('template', task))
+        guest['template'] = 1
+        self._refresh(client, guest)
+
+    # -------------------------------------------------- absent
+
+    def _absent(self, client, cluster, resources, guest, spec: GuestSpec, result: Dict) -> Dict:
+        if guest is None:
+            result['status'] = 'absent'
+            return result
+        self._adopt(guest, result)
+        self.check_node(resources, cluster, guest['node'], ' of %s' % self.describe(guest.get('name'),
+                                                                                    guest.get('vmid')))
+        state = self.read(client, guest['node'], guest['vmid'])
+        result['diff'] = {'before': state['config'], 'after': {}}
+        result['changed'] = True
+        result['status'] = 'absent'
+        if self.check_mode:
+            return result
+        self.wait_unlocked(client, cluster, guest, spec.timeout)
+        if guest.get('status') == 'running':
+            # The disks are destroyed next: a graceful shutdown would only delay that.
+            task = self.call(client, cluster, guest, spec.timeout, 'POST', 'status/stop')
+            result['tasks'].append(self._task('stop', task))
+        params = {}
+        if spec.purge:
+            params.update({'purge': 1, 'destroy-unreferenced-disks': 1})
+        task = self.call(client, cluster, guest, spec.timeout, 'DELETE', '', **params)
+        result['tasks'].append(self._task('delete', task))
+        return result

@@ -1,0 +1,434 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: pmx.multicluster contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: pmx_vm
+short_description: Create, clone, update, power and delete QEMU VMs on several Proxmox VE clusters
+version_added: 0.1.0
+description:
+  - Manages the whole life of a QEMU virtual machine on whichever of the configured Proxmox VE
+    clusters it belongs to.
+  - The cluster is O(cluster) when given, else the one whose name patterns match O(name), else the
+    one cluster where a VM with this O(name) or O(vmid) already exists, else the default cluster.
+    RV(cluster) and RV(route_reason) say which and why.
+  - Idempotent. The requested settings are compared with the VM's current configuration in
+    Proxmox's own formats (memory as text or number, a network card's generated MAC address, the
+    order and separators of tags, V(1)/V(true) booleans, property strings in any order), and only
+    what differs is changed. Only the settings given in the task are compared.
+  - Every Proxmox task is waited for up to O(timeout) seconds; a task that fails makes the module
+    fail with its exit status and the last lines of its log. A VM locked by another task (backup,
+    migration, snapshot...) is waited for up to O(timeout) seconds, then the module fails naming the lock.
+author:
+  - pmx.multicluster contributors (@pmx-multicluster)
+extends_documentation_fragment:
+  - pmx.multicluster.pmx
+attributes:
+  check_mode:
+    support: full
+    description: Reads the clusters, computes and reports what would change, and writes nothing.
+  diff_mode:
+    support: full
+    description: Returns before and after of the configuration keys concerned (and of the power state).
+options:
+  name:
+    description:
+      - Name of the VM. Names are unique per cluster; two VMs of the target cluster with this name
+        are an error that names both vmids.
+      - At least one of O(name) and O(vmid) is required; when both are given they must agree.
+    type: str
+  vmid:
+    description:
+      - ID of the VM. When a new VM is created without it, the cluster's next free id is used.
+    type: int
+  cluster:
+    description:
+      - The cluster to use, overriding name-pattern routing. An unknown name is an error that lists
+        the configured clusters.
+    type: str
+  state:
+    description:
+      - V(present) creates the VM if it is missing (from the settings, or as a clone of O(clone)),
+        otherwise brings its configuration in line with the settings given (see O(update)).
+      - V(started), V(stopped) and V(restarted) do the same as V(present) and then set the power state.
+        V(stopped) asks the guest to shut down and waits up to O(timeout) seconds; with O(force) it then
+        stops the VM hard. V(restarted) reboots a running VM and starts a stopped one.
+      - V(template) does the same as V(present), shuts the VM down and converts it to a template.
+      - With these states a missing VM is created only when the task gives something to create it
+        from (O(clone) or a setting); otherwise the module fails, so that a mistyped name does not
+        create an empty VM.
+      - V(absent) stops the VM if it is running and deletes it with its disks.
+    type: str
+    choices: [present, absent, started, stopped, restarted, template]
+    default: present
+  node:
+    description:
+      - Node to create the VM on (or to clone it to).
+      - When not given, a new VM goes to the cluster's default node (C(PROXMOX_CLUSTER_<name>_DEFAULT_NODE))
+        or else to the online node with the most free memory; a clone stays on the node of its source.
+        RV(node_reason) says which rule chose it.
+      - Not used to move an existing VM.
+    type: str
+  clone:
+    description:
+      - Name or vmid of the template (or VM) in the same cluster to clone a new VM from.
+      - The settings of the task are applied to the clone afterwards.
+      - Only used when the VM does not exist yet. An unknown source is an error that lists the
+        cluster's templates.
+    type: str
+  full:
+    description:
+      - Make a full clone (V(true)) or a linked clone (V(false)).
+      - Proxmox's default is a linked clone of a template and a full clone of a VM.
+    type: bool
+  target_storage:
+    description:
+      - Storage for the disks of a full clone. Not allowed for linked clones.
+    type: str
+  cores:
+    description: Number of CPU cores per socket.
+    type: int
+  sockets:
+    description: Number of CPU sockets.
+    type: int
+  memory:
+    description: Memory in MiB.
+    type: int
+  cpu:
+    description: CPU type, for example V(host) or V(x86-64-v2-AES).
+    type: str
+  ostype:
+    description: Guest OS type, for example V(l26) or V(win11).
+    type: str
+  scsihw:
+    description: SCSI controller model, for example V(virtio-scsi-single).
+    type: str
+  disks:
+    description:
+      - "Disks by config key, for example C({scsi0: 'local-lvm:32'}) for a new 32 GiB disk on local-lvm,
+        with drive options after a comma (C(local-lvm:32,iothread=1,discard=on))."
+      - A missing disk is added. An existing disk is not resized or moved; a different size or
+        storage gives a warning. Its drive options are compared and updated.
+    type: dict
+  nets:
+    description:
+      - "Network devices by config key, for example C({net0: 'virtio,bridge=vmbr0,tag=20'})."
+      - The MAC address Proxmox generated is kept and not compared unless one is given
+        (C(virtio=BC:24:11:00:00:01,bridge=vmbr0)).
+    type: dict
+  ciuser:
+    description: Cloud-init user.
+    type: str
+  cipassword:
+    description:
+      - Cloud-init password.
+      - Proxmox never returns it, so it cannot be compared; it is set when the VM is created or cloned only.
+    type: str
+  sshkeys:
+    description: Cloud-init public SSH keys, one per line.
+    type: str
+  ipconfig:
+    description:
+      - "Cloud-init IP configuration by key, for example C({ipconfig0: 'ip=10.0.0.5/24,gw=10.0.0.1'})."
+    type: dict
+  tags:
+    description:
+      - Tags. Compared without regard to order or case, as Proxmox stores them.
+    type: list
+    elements: str
+  description:
+    description: Description (notes) of the VM.
+    type: str
+  pool:
+    description: Resource pool to put a new VM in (at creation or clone only).
+    type: str
+  onboot:
+    description: Start the VM when its node boots.
+    type: bool
+  agent:
+    description:
+      - Enable the QEMU guest agent.
+      - "For agent options use O(config), for example C(config: {agent: 'enabled=1,fstrim_cloned_disks=1'})."
+    type: bool
+  boot:
+    description: Boot order, for example V(order=scsi0;net0).
+    type: str
+  config:
+    description:
+      - "Any other Proxmox VM configuration keys and their values, as the API takes them,
+        for example C({balloon: 1024, numa: 1, serial0: socket})."
+      - A key may not be given both here and as an option.
+    type: dict
+  purge:
+    description:
+      - With O(state=absent), also remove the VM from backup jobs, replication jobs, HA resources
+        and ACLs, and destroy disks that are not referenced in its configuration.
+    type: bool
+    default: false
+  force:
+    description:
+      - With O(state=stopped), O(state=template) or O(state=restarted), stop the VM hard when it does not shut
+        down within O(timeout) seconds.
+    type: bool
+    default: false
+  timeout:
+    description:
+      - Seconds to wait for each Proxmox task, for a graceful shutdown, and for a locked VM to be unlocked.
+    type: int
+    default: 300
+  restart_on_change:
+    description:
+      - Reboot a running VM when configuration changes are pending until its next start (RV(pending)),
+        so that they take effect.
+    type: bool
+    default: false
+  update:
+    description:
+      - Whether the configuration of an existing VM is brought in line with the settings given.
+      - With V(false) the settings are only used to create a missing VM.
+    type: bool
+    default: true
+notes:
+  - Names, not vmids, are what routing and idempotence rely on; the same vmid may exist on several clusters.
+  - A task that fails half way leaves nothing behind that a new run does not converge from; for example,
+    if the clone succeeded but the configuration update failed, the next run finds the clone by its name
+    and updates it.
+seealso:
+  - module: pmx.multicluster.pmx_cluster_info
+'''
+
+EXAMPLES = r'''
+- name: Routed by name (prod-* goes to the production cluster, stg-* to staging)
+  pmx.multicluster.pmx_vm:
+    name: "{{ item }}"
+    clone: tpl-debian12
+    cores: 2
+    memory: 4096
+    nets:
+      net0: virtio,bridge=vmbr0
+    tags: [web]
+    state: started
+  loop: [prod-web03, stg-web03]
+
+- name: A VM from scratch, on an explicit cluster and node
+  pmx.multicluster.pmx_vm:
+    cluster: staging
+    node: stg-pve2
+    name: build-runner01
+    cores: 4
+    memory: 8192
+    cpu: host
+    ostype: l26
+    scsihw: virtio-scsi-single
+    disks:
+      scsi0: local-lvm:64,iothread=1
+    nets:
+      net0: virtio,bridge=vmbr0
+    ciuser: admin
+    sshkeys: "{{ lookup('file', '~/.ssh/id_ed25519.pub') }}"
+    ipconfig:
+      ipconfig0: ip=dhcp
+    agent: true
+    onboot: true
+    config:
+      balloon: 2048
+
+- name: More memory; reboot if the change waits for one
+  pmx.multicluster.pmx_vm:
+    name: prod-db01
+    memory: 16384
+    restart_on_change: true
+
+- name: Shut down, stop hard after 2 minutes
+  pmx.multicluster.pmx_vm:
+    name: stg-batch01
+    state: stopped
+    timeout: 120
+    force: true
+
+- name: Turn a prepared VM into a template
+  pmx.multicluster.pmx_vm:
+    name: prod-tpl-rocky9
+    state: template
+
+- name: Delete a VM and everything that refers to it
+  pmx.multicluster.pmx_vm:
+    name: stg-old01
+    state: absent
+    purge: true
+'''
+
+RETURN = r'''
+cluster:
+  description: The cluster the VM is on (or would be created on).
+  returned: always
+  type: str
+  sample: production
+route_reason:
+  description: Why that cluster, for example V(explicit), V(pattern 'prod-*'), V(located) or V(default).
+  returned: always
+  type: str
+  sample: pattern 'prod-*'
+vmid:
+  description: ID of the VM (in check mode for a new VM, the id it would get).
+  returned: always
+  type: int
+  sample: 110
+name:
+  description: Name of the VM.
+  returned: always
+  type: str
+  sample: prod-web03
+node:
+  description: Node the VM is on (or would be created on); V(null) when it does not exist.
+  returned: always
+  type: str
+  sample: prod-pve2
+node_reason:
+  description: For a new VM, why this node (V(explicit), V(cluster default node), V(most free memory),
+    V(clone source node)); V(null) otherwise.
+  returned: always
+  type: str
+  sample: most free memory
+status:
+  description: Power state after the task (V(running), V(stopped)), or V(absent).
+  returned: always
+  type: str
+  sample: running
+template:
+  description: Whether the VM is a template.
+  returned: unless O(state=absent)
+  type: bool
+pending:
+  description: Configuration keys whose new values wait for the next start of the VM.
+  returned: always
+  type: list
+  elements: str
+  sample: [cores, memory]
+diff:
+  description:
+    - The configuration keys concerned, before and after. For a new VM, C(before) is empty; for a
+      deleted one, C(after) is. A power change shows as C(status), a conversion as C(template).
+  returned: always
+  type: dict
+  contains:
+    before:
+      description: Current values.
+      type: dict
+    after:
+      description: Requested values.
+      type: dict
+  sample: {before: {memory: '4096'}, after: {memory: 8192}}
+tasks:
+  description: The Proxmox tasks run, in order.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    action:
+      description: V(create), V(clone), V(update), V(start), V(shutdown), V(stop), V(reboot), V(template) or V(delete).
+      type: str
+    upid:
+      description: The task id.
+      type: str
+    exitstatus:
+      description: How the task ended, V(OK) on success.
+      type: str
+clone_source:
+  description: The VM or template a new VM was cloned from.
+  returned: when a VM was (or in check mode would be) cloned
+  type: dict
+  contains:
+    vmid:
+      description: ID of the source.
+      type: int
+    name:
+      description: Name of the source.
+      type: str
+    node:
+      description: Node of the source.
+      type: str
+    template:
+      description: Whether the source is a template.
+      type: bool
+forced:
+  description: True when the VM did not shut down within O(timeout) and was stopped hard (O(force=true)).
+  returned: when it happened
+  type: bool
+'''
+
+from ansible_collections.pmx.multicluster.plugins.module_utils.module import PmxModule, pmx_guest_argument_spec
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests import (
+    QEMU, GuestManager, GuestSpec, desired_config)
+
+# Options that are PVE config keys of the same name; the dict options hold several keys each.
+CONFIG_OPTIONS = ('cores', 'sockets', 'memory', 'cpu', 'ostype', 'scsihw', 'ciuser', 'cipassword', 'sshkeys',
+                  'tags', 'description', 'onboot', 'agent', 'boot', 'disks', 'nets', 'ipconfig')
+DICT_OPTIONS = ('disks', 'nets', 'ipconfig')
+
+
+def argument_spec():
+    spec = pmx_guest_argument_spec()
+    spec.update(
+        name=dict(type='str'),
+        vmid=dict(type='int'),
+        state=dict(type='str', default='present',
+                   choices=['present', 'absent', 'started', 'stopped', 'restarted', 'template']),
+        node=dict(type='str'),
+        clone=dict(type='str'),
+        full=dict(type='bool'),
+        target_storage=dict(type='str'),
+        cores=dict(type='int'),
+        sockets=dict(type='int'),
+        memory=dict(type='int'),
+        cpu=dict(type='str'),
+        ostype=dict(type='str'),
+        scsihw=dict(type='str'),
+        disks=dict(type='dict'),
+        nets=dict(type='dict'),
+        ciuser=dict(type='str'),
+        cipassword=dict(type='str', no_log=True),
+        sshkeys=dict(type='str', no_log=False),
+        ipconfig=dict(type='dict'),
+        tags=dict(type='list', elements='str'),
+        description=dict(type='str'),
+        pool=dict(type='str'),
+        onboot=dict(type='bool'),
+        agent=dict(type='bool'),
+        boot=dict(type='str'),
+        config=dict(type='dict'),
+        purge=dict(type='bool', default=False),
+        force=dict(type='bool', default=False),
+        restart_on_change=dict(type='bool', default=False),
+        update=dict(type='bool', default=True),
+    )
+    return spec
+
+
+def ensure_vm(pmx):
+    params = pmx.params
+    spec = GuestSpec(
+        name=params['name'], vmid=params['vmid'], cluster=params['cluster'], node=params['node'],
+        config=desired_config(QEMU, dict((k, params[k]) for k in CONFIG_OPTIONS), DICT_OPTIONS, params['config']),
+        pool=params['pool'], clone=params['clone'], full=params['full'], target_storage=params['target_storage'],
+        timeout=params['timeout'], force=params['force'], purge=params['purge'],
+        restart_on_change=params['restart_on_change'], update=params['update'])
+    result = GuestManager(pmx.registry, QEMU, check_mode=pmx.check_mode).ensure(params['state'], spec)
+    for warning in result.pop('warnings', []):
+        pmx.module.warn(warning)
+    return result
+
+
+def main():
+    pmx = PmxModule(argument_spec=argument_spec(), supports_check_mode=True,
+                    required_one_of=[('name', 'vmid')])
+    pmx.run(ensure_vm)
+
+
+if __name__ == '__main__':
+    main()

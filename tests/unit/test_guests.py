@@ -1,0 +1,307 @@
+"""The guest core's decision functions, as tables: normalisation, diff, lookup, node choice, lock waits."""
+
+import pytest
+
+from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ApiError, GuestLockedError
+from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
+    DuplicateGuestError, GuestConflictError, GuestNotFoundError, NodeOfflineError)
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests import (
+    LXC, QEMU, GuestManager,
+    api_value, config_diff, desired_config, disk_equal, keep_mac, normalise_tags, pending_state, size_bytes,
+    split_net, split_props, values_equal)
+
+MAC = 'BC:24:11:01:00:64'
+
+
+@pytest.mark.parametrize('text, default, expected', [
+    ('virtio,bridge=vmbr0', None, {'virtio': '', 'bridge': 'vmbr0'}),
+    ('order=scsi0;ide2;net0', 'legacy', {'order': 'scsi0;ide2;net0'}),
+    ('1', 'enabled', {'enabled': '1'}),
+    ('enabled=1,fstrim_cloned_disks=1', 'enabled', {'enabled': '1', 'fstrim_cloned_disks': '1'}),
+    ('local-lvm:vm-100-disk-0, iothread=1 ,size=32G', 'file',
+     {'file': 'local-lvm:vm-100-disk-0', 'iothread': '1', 'size': '32G'}),
+    (4096, 'current', {'current': '4096'}),
+    ('', None, {}),
+])
+def test_split_props(text, default, expected):
+    assert split_props(text, default) == expected
+
+
+@pytest.mark.parametrize('kind, text, expected', [
+    (QEMU, 'virtio=bc:24:11:01:00:64,bridge=vmbr0', {'model': 'virtio', 'macaddr': MAC, 'bridge': 'vmbr0'}),
+    (QEMU, 'virtio,bridge=vmbr0,firewall=1', {'model': 'virtio', 'bridge': 'vmbr0', 'firewall': '1'}),
+    (QEMU, 'model=e1000,macaddr=%s,bridge=vmbr1' % MAC, {'model': 'e1000', 'macaddr': MAC, 'bridge': 'vmbr1'}),
+    (LXC, 'name=eth0,bridge=vmbr0,hwaddr=%s,ip=dhcp' % MAC.lower(),
+     {'name': 'eth0', 'bridge': 'vmbr0', 'hwaddr': MAC, 'ip': 'dhcp'}),
+])
+def test_split_net(kind, text, expected):
+    assert split_net(text, kind) == expected
+
+
+@pytest.mark.parametrize('text, expected', [
+    ('32G', 32 * 1024 ** 3), ('32768M', 32 * 1024 ** 3), ('32', 32 * 1024 ** 3), ('0.5T', 512 * 1024 ** 3),
+    ('4M', 4 * 1024 ** 2), ('big', None),
+])
+def test_size_bytes(text, expected):
+    assert size_bytes(text) == expected
+
+
+@pytest.mark.parametrize('value, expected', [
+    ('web;tier', ['tier', 'web']), (['Web', 'tier', 'web'], ['tier', 'web']), ('b, a c', ['a', 'b', 'c']),
+    ('', []), ([], []),
+])
+def test_normalise_tags(value, expected):
+    assert normalise_tags(value) == expected
+
+
+# (key, desired, current, equal): what is "the same" in PVE's formats, and what is not.
+EQUALITY = [
+    ('memory', 4096, '4096', True),
+    ('memory', 4096, 'current=4096', True),
+    ('memory', 8192, '4096', False),
+    ('cores', '2', 2, True),
+    ('cpulimit', '1.5', 1.5, True),
+    ('onboot', True, 1, True),
+    ('onboot', 'yes', '1', True),
+    ('onboot', False, 1, False),
+    ('agent', True, '1', True),
+    ('agent', '1', 'enabled=1,fstrim_cloned_disks=1', True),
+    ('agent', 'enabled=1,fstrim_cloned_disks=1', '1', False),
+    ('tags', ['web', 'tier'], 'tier;web', True),
+    ('tags', 'web,tier', 'tier;web', True),
+    ('tags', ['web'], 'tier;web', False),
+    ('description', 'hello', 'hello\n', True),
+    ('description', 'hello', 'bye', False),
+    ('sshkeys', 'ssh-ed25519 AAAA a@b', 'ssh-ed25519%20AAAA%20a%40b%0A', True),
+    ('net0', 'virtio,bridge=vmbr0', 'virtio=%s,bridge=vmbr0' % MAC, True),
+    ('net0', 'virtio,bridge=vmbr1', 'virtio=%s,bridge=vmbr0' % MAC, False),
+    ('net0', 'e1000,bridge=vmbr0', 'virtio=%s,bridge=vmbr0' % MAC, False),
+    ('net0', 'virtio=%s,bridge=vmbr0' % MAC.lower(), 'virtio=%s,bridge=vmbr0' % MAC, True),
+    ('net0', 'virtio=BC:24:11:00:00:01,bridge=vmbr0', 'virtio=%s,bridge=vmbr0' % MAC, False),
+    ('net0', 'virtio,bridge=vmbr0,firewall=0', 'virtio=%s,bridge=vmbr0' % MAC, True),
+    ('net0', 'virtio,bridge=vmbr0,firewall=1', 'virtio=%s,bridge=vmbr0' % MAC, False),
+    ('ipconfig0', 'gw=10.0.0.1,ip=10.0.0.5/24', 'ip=10.0.0.5/24,gw=10.0.0.1', True),
+    ('boot', 'order=scsi0;net0', 'order=scsi0;ide2;net0', False),
+    ('scsi0', 'local-lvm:32', 'local-lvm:vm-100-disk-0,iothread=1,size=32G', True),
+    ('scsi0', 'local-lvm:32,iothread=1', 'local-lvm:vm-100-disk-0,iothread=1,size=32G', True),
+    ('scsi0', 'local-lvm:32,discard=on', 'local-lvm:vm-100-disk-0,iothread=1,size=32G', False),
+    ('scsi0', 'local-lvm:vm-100-disk-0', 'local-lvm:vm-100-disk-0,size=32G', True),
+    ('scsi0', 'local-lvm:vm-100-disk-1', 'local-lvm:vm-100-disk-0,size=32G', False),
+    ('ide2', 'none,media=cdrom', 'none,media=cdrom', True),
+    ('cpu', 'host', 'cputype=host', True),
+    ('ostype', 'l26', None, False),
+    ('ostype', None, None, True),
+]
+
+
+@pytest.mark.parametrize('key, desired, current, equal', EQUALITY)
+def test_values_equal(key, desired, current, equal):
+    assert values_equal(QEMU, key, desired, current) is equal
+
+
+@pytest.mark.parametrize('key, desired, current, equal', [
+    ('rootfs', 'local-lvm:8', 'local-lvm:subvol-104-disk-0,size=8G', True),
+    ('net0', 'name=eth0,bridge=vmbr0', 'name=eth0,bridge=vmbr0,hwaddr=%s,ip=dhcp,type=veth' % MAC, True),
+    ('net0', 'name=eth0,bridge=vmbr1', 'name=eth0,bridge=vmbr0,hwaddr=%s,ip=dhcp,type=veth' % MAC, False),
+    ('unprivileged', True, 1, True),
+    ('features', 'nesting=1', 'nesting=1', True),
+])
+def test_values_equal_lxc(key, desired, current, equal):
+    assert values_equal(LXC, key, desired, current) is equal
+
+
+@pytest.mark.parametrize('desired, current, equal, warning', [
+    ('local-lvm:32', 'local-lvm:vm-100-disk-0,size=32G', True, None),
+    ('local-lvm:64', 'local-lvm:vm-100-disk-0,size=32G', True, 'is 32G, not 64G (disks are not resized)'),
+    ('ceph:32', 'local-lvm:vm-100-disk-0,size=32G', True, 'is on storage local-lvm, not ceph (disks are not moved)'),
+    ('local-lvm:32,ssd=1', 'local-lvm:vm-100-disk-0,size=32G', False, None),
+])
+def test_disk_equal(desired, current, equal, warning):
+    assert disk_equal(desired, current) == (equal, warning)
+
+
+@pytest.mark.parametrize('key, value, expected', [
+    ('onboot', True, 1), ('onboot', False, 0), ('tags', ['web', 'Tier'], 'tier;web'), ('memory', 2048, 2048),
+    ('sshkeys', 'ssh-ed25519 AAAA a@b', 'ssh-ed25519%20AAAA%20a%40b%0A'),
+    ('sshkeys', 'ssh-ed25519%20AAAA%20a%40b%0A', 'ssh-ed25519%20AAAA%20a%40b%0A'),
+])
+def test_api_value(key, value, expected):
+    assert api_value(key, value) == expected
+
+
+@pytest.mark.parametrize('desired, current, expected', [
+    ('virtio,bridge=vmbr1', 'virtio=%s,bridge=vmbr0' % MAC, 'virtio=%s,bridge=vmbr1' % MAC),
+    ('virtio=AA:BB:CC:DD:EE:FF,bridge=vmbr1', 'virtio=%s,bridge=vmbr0' % MAC, 'virtio=AA:BB:CC:DD:EE:FF,bridge=vmbr1'),
+    ('virtio,bridge=vmbr1', None, 'virtio,bridge=vmbr1'),
+])
+def test_keep_mac(desired, current, expected):
+    assert keep_mac(QEMU, desired, current) == expected
+
+
+def test_keep_mac_lxc():
+    assert keep_mac(LXC, 'name=eth0,bridge=vmbr1', 'name=eth0,bridge=vmbr0,hwaddr=%s' % MAC) \
+        == 'name=eth0,bridge=vmbr1,hwaddr=%s' % MAC
+
+
+def test_config_diff_only_differences_and_write_only_keys():
+    current = {'memory': '4096', 'cores': 2, 'net0': 'virtio=%s,bridge=vmbr0' % MAC, 'tags': 'web',
+               'scsi0': 'local-lvm:vm-100-disk-0,size=32G'}
+    desired = {'memory': 4096, 'cores': 4, 'net0': 'virtio,bridge=vmbr1', 'tags': ['web'], 'cipassword': 'x',
+               'scsi0': 'local-lvm:64', 'scsi1': 'local-lvm:8', 'ostype': None}
+    diff = config_diff(QEMU, desired, current, "VM 'a'")
+    assert diff.changes == {'cores': 4, 'net0': 'virtio=%s,bridge=vmbr1' % MAC, 'scsi1': 'local-lvm:8'}
+    assert diff.before == {'cores': 2, 'net0': 'virtio=%s,bridge=vmbr0' % MAC, 'scsi1': None}
+    assert diff.after == diff.changes
+    assert diff.warnings == ["VM 'a': disk scsi0 is 32G, not 64G (disks are not resized)"]
+    assert config_diff(QEMU, {'memory': '4096'}, current).changed is False
+
+
+def test_pending_state():
+    entries = [{'key': 'cores', 'value': 2, 'pending': 4}, {'key': 'memory', 'value': '4096'},
+               {'key': 'balloon', 'value': 1024, 'delete': 1}, {'key': 'tags', 'pending': 'web'},
+               {'key': 'digest', 'value': 'abc'}]
+    running, effective, waiting = pending_state(entries)
+    assert running == {'cores': 2, 'memory': '4096', 'balloon': 1024}
+    assert effective == {'cores': 4, 'memory': '4096', 'tags': 'web'}
+    assert waiting == ['balloon', 'cores', 'tags']
+
+
+def test_desired_config_merges_and_refuses_keys_given_twice():
+    options = {'cores': 2, 'memory': None, 'disks': {'scsi0': 'local-lvm:8'}, 'nets': None}
+    expected = {'cores': 2, 'scsi0': 'local-lvm:8', 'numa': 1}
+    assert desired_config(QEMU, options, ('disks', 'nets'), {'numa': 1}) == expected
+    with pytest.raises(GuestConflictError, match="the VM key 'cores' is given twice"):
+        desired_config(QEMU, {'cores': 2}, (), {'cores': 4})
+
+
+# ------------------------------------------------------------------ lookup and node choice on plain data
+
+RESOURCES = [
+    {'type': 'qemu', 'vmid': 100, 'name': 'prod-web01', 'node': 'n1', 'status': 'running'},
+    {'type': 'qemu', 'vmid': 101, 'name': 'prod-dup', 'node': 'n1'},
+    {'type': 'qemu', 'vmid': 102, 'name': 'prod-dup', 'node': 'n2'},
+    {'type': 'qemu', 'vmid': 9000, 'name': 'prod-tpl', 'node': 'n2', 'template': 1},
+    {'type': 'lxc', 'vmid': 104, 'name': 'prod-ct01', 'node': 'n3'},
+    {'type': 'node', 'node': 'n1', 'status': 'online', 'mem': 6, 'maxmem': 8},
+    {'type': 'node', 'node': 'n2', 'status': 'online', 'mem': 2, 'maxmem': 8},
+    {'type': 'node', 'node': 'n3', 'status': 'offline'},
+]
+
+
+class _Registry:
+    def __init__(self, default_node=None):
+        self.default_node = default_node
+
+    def cluster(self, name):
+        return self
+
+
+@pytest.mark.parametrize('name, vmid, expected', [
+    ('prod-web01', None, 100), (None, 100, 100), ('prod-web01', 100, 100), ('prod-new', None, None),
+    (None, 555, None), ('prod-new', 555, None), ('prod-tpl', None, 9000),
+])
+def test_find(name, vmid, expected):
+    found = GuestManager(None).find(RESOURCES, 'c', name, vmid)
+    assert (found['vmid'] if found else None) == expected
+
+
+@pytest.mark.parametrize('name, vmid, error, message', [
+    ('prod-dup', None, DuplicateGuestError, r"has 2 VMs named 'prod-dup' \(vmids 101, 102\)"),
+    ('prod-web01', 101, GuestConflictError, r"vmid 101 is named 'prod-dup', not 'prod-web01'"),
+    ('prod-web01', 555, GuestConflictError, r"'prod-web01' has vmid 100, not 555"),
+    (None, 104, GuestConflictError, r"vmid 104 is a container \('prod-ct01'\), not a VM"),
+])
+def test_find_errors(name, vmid, error, message):
+    with pytest.raises(error, match=message):
+        GuestManager(None).find(RESOURCES, 'c', name, vmid)
+
+
+def test_find_source():
+    manager = GuestManager(None)
+    assert manager.find_source(RESOURCES, 'c', 'prod-tpl')['vmid'] == 9000
+    assert manager.find_source(RESOURCES, 'c', '9000')['vmid'] == 9000
+    with pytest.raises(GuestNotFoundError, match="clone source 'nope' not found; templates there: prod-tpl"):
+        manager.find_source(RESOURCES, 'c', 'nope')
+
+
+@pytest.mark.parametrize('asked, default, expected', [
+    (None, None, ('n2', 'most free memory')),
+    ('n1', None, ('n1', 'explicit')),
+    (None, 'n1', ('n1', 'cluster default node')),
+])
+def test_choose_node(asked, default, expected):
+    assert GuestManager(_Registry(default)).choose_node(RESOURCES, 'c', asked) == expected
+
+
+@pytest.mark.parametrize('asked, default, error, message', [
+    ('n3', None, NodeOfflineError, "node 'n3' is offline"),
+    (None, 'n3', NodeOfflineError, r"node 'n3' \(the default node\) is offline"),
+    ('n9', None, GuestConflictError, "has no node 'n9'; its nodes: n1, n2, n3"),
+])
+def test_choose_node_errors(asked, default, error, message):
+    with pytest.raises(error, match=message):
+        GuestManager(_Registry(default)).choose_node(RESOURCES, 'c', asked)
+
+
+# ------------------------------------------------------------------ lock waits with a fake clock
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, secs):
+        self.now += max(secs, 0.1)
+
+
+class _LockedClient:
+    """Answers every write with PVE's 'locked' error until `unlock_at`."""
+
+    def __init__(self, clock, unlock_at, message='VM is locked (backup)'):
+        self.clock, self.unlock_at, self.message, self.calls = clock, unlock_at, message, 0
+
+    def request(self, method, path, **params):
+        self.calls += 1
+        if self.clock() < self.unlock_at:
+            raise ApiError("cluster 'c': POST /%s failed (HTTP 500 %s)" % (path, self.message), 'c', 500)
+        return None
+
+    def get(self, path, **params):
+        return {'lock': 'backup'} if self.clock() < self.unlock_at else {}
+
+
+@pytest.mark.parametrize('message, lock', [
+    ('VM is locked (backup)', 'backup'),
+    ("can't lock file '/var/lock/qemu-server/lock-100.conf' - got timeout", 'config lock held by another task'),
+])
+def test_locked_writes_are_retried_until_the_timeout(message, lock):
+    clock = _Clock()
+    manager = GuestManager(None, sleep=clock.sleep, clock=clock)
+    guest = {'vmid': 100, 'node': 'n1', 'name': 'prod-web01'}
+    client = _LockedClient(clock, unlock_at=3, message=message)
+    assert manager.call(client, 'c', guest, 10, 'POST', 'status/start')['exitstatus'] == 'OK'
+    assert client.calls > 1
+    client = _LockedClient(clock, unlock_at=1000, message=message)
+    with pytest.raises(GuestLockedError, match=r"VM 'prod-web01' \(vmid 100\) is locked \(%s\) and stayed locked "
+                                               r"for 5s" % lock):
+        manager.call(client, 'c', guest, 5, 'POST', 'status/start')
+
+
+def test_wait_unlocked():
+    clock = _Clock()
+    manager = GuestManager(None, sleep=clock.sleep, clock=clock)
+    guest = {'vmid': 100, 'node': 'n1', 'name': 'prod-web01'}
+    manager.wait_unlocked(_LockedClient(clock, unlock_at=2), 'c', guest, 10)
+    assert clock.now >= 2
+    with pytest.raises(GuestLockedError, match=r'is locked \(backup\)'):
+        manager.wait_unlocked(_LockedClient(clock, unlock_at=1000), 'c', guest, 3)
+
+
+def test_other_api_errors_are_not_retried():
+    clock = _Clock()
+    client = _LockedClient(clock, unlock_at=1000, message='Parameter verification failed.')
+    with pytest.raises(ApiError, match='Parameter verification failed'):
+        GuestManager(None, sleep=clock.sleep, clock=clock).call(client, 'c', {'vmid': 1, 'node': 'n'}, 10, 'POST', 'x')
+    assert client.calls == 1
