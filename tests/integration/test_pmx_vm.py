@@ -309,7 +309,6 @@ def test_ambiguous_and_duplicate_names(fresh_lab, tmp_path):
 
 
 def test_unknown_template_and_invalid_parameter(fresh_lab, tmp_path):
-    pve = fresh_lab.clusters['production'].pve
     before = snapshot(fresh_lab)
     result = play(fresh_lab, tmp_path, [
         ('unknown', {'name': 'prod-new01', 'clone': 'prod-tpl-nothere'}, MAY_FAIL),
