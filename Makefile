@@ -17,7 +17,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 VENV_PY_VERSION = $(shell $(VENV)/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 GET_PIP_CACHE = $(HOME)/.ansible/test/cache/get_pip_$(shell $(VENV)/bin/python -c 'from types import SimpleNamespace; from ansible_test._internal.python_requirements import get_venv_packages; print(get_venv_packages(SimpleNamespace(version="$(VENV_PY_VERSION)"))["pip"].replace(".", "_"))').py
 
-.PHONY: venv collection demo test sanity clean
+.PHONY: venv collection demo test sanity bench clean
 
 # Create the virtualenv with the test requirements (reinstalls only when a requirements file changes).
 venv: $(STAMP)
@@ -49,6 +49,20 @@ test: venv collection sanity
 sanity: venv collection
 	@test -f "$(GET_PIP_CACHE)" || { mkdir -p "$(dir $(GET_PIP_CACHE))" && cp tests/tooling/get_pip.py "$(GET_PIP_CACHE)" && echo "Installed get-pip stand-in as $(GET_PIP_CACHE)"; }
 	cd $(INSTALLED) && ANSIBLE_TEST_CONTENT_ROOT=$(INSTALLED) ansible-test sanity --requirements --python $(VENV_PY_VERSION) $(SANITY_ARGS)
+
+# Benchmark the inventory plugin against community.proxmox on a 3 x 500-guest lab with 20 ms latency (issue 6).
+# community.proxmox comes with the `ansible` package, installed into its own virtualenv to keep the test one small.
+BENCH_VENV := .cache/bench-venv
+BENCH_ANSIBLE ?= ansible==12.3.0
+BENCH_ARGS ?=
+
+$(BENCH_VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install '$(BENCH_ANSIBLE)' -r requirements.txt
+	touch $@
+
+bench: venv collection $(BENCH_VENV)/.installed
+	$(VENV)/bin/python bench/inventory_bench.py --ansible-bin $(BENCH_VENV)/bin $(BENCH_ARGS)
 
 # Remove the virtualenv, the built and installed collection, the lab and test output.
 clean:

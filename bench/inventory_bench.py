@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""Benchmark of the pmx.multicluster.pmx inventory against community.proxmox's, on the fakepve lab.
+
+Starts a lab of 3 clusters x 500 guests with 20 ms of simulated latency per response, then runs the real
+``ansible-inventory --list`` for each scenario and prints wall time, HTTP requests (counted by the fakes)
+and hosts listed, side by side:
+
+* the floor: ansible-inventory on a one-host static inventory (start-up cost), plus one concurrent
+  GET /cluster/resources?type=vm to each cluster;
+* pmx.multicluster.pmx with default options, and with want_config;
+* community.proxmox.proxmox (one source per cluster, as it spans one cluster) with want_facts false and true.
+
+Usage (``make bench`` does all of this)::
+
+    python bench/inventory_bench.py --ansible-bin .cache/bench-venv/bin
+
+``--ansible-bin`` is the bin directory of a virtualenv with the ``ansible`` package (it bundles
+community.proxmox), proxmoxer, requests and python-dotenv; pmx.multicluster must be installed in
+``--collections`` (``make collection``). It is a script, not a test: the figures depend on the machine.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / 'lab'))
+
+import pmxlab  # noqa: E402  (lab/ is not a package)
+
+# Targets of issue 6.
+FLOOR_FACTOR = 1.3
+VS_COMMUNITY_FACTOR = 2.0
+CONFIG_VS_FACTS_FACTOR = 50.0
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--ansible-bin', default=str(REPO / '.cache' / 'bench-venv' / 'bin'),
+                        help='bin directory with ansible-inventory and community.proxmox (default .cache/bench-venv/bin)')
+    parser.add_argument('--collections', default=str(REPO / '.collections'),
+                        help='where pmx.multicluster is installed (default .collections)')
+    parser.add_argument('--clusters', type=int, default=3)
+    parser.add_argument('--guests', type=int, default=500, help='bulk guests per cluster (default 500)')
+    parser.add_argument('--latency', type=float, default=0.02, help='seconds added to every response (default 0.02)')
+    parser.add_argument('--first-host', default='127.0.5.2', help='address of the first lab cluster (default 127.0.5.2)')
+    parser.add_argument('--repeat', type=int, default=3, help='runs of each fast scenario; the median counts (default 3)')
+    parser.add_argument('--skip-facts', action='store_true', help='skip community.proxmox with want_facts (minutes)')
+    return parser.parse_args()
+
+
+class Bench:
+    def __init__(self, args, lab, workdir):
+        self.args = args
+        self.lab = lab
+        self.workdir = workdir
+        self.bin = Path(args.ansible_bin).absolute()
+        if not (self.bin / 'ansible-inventory').exists():
+            sys.exit('no ansible-inventory in %s: run `make bench`, which installs the ansible package there' % self.bin)
+
+    def env(self, extra=None):
+        env = dict((k, v) for k, v in os.environ.items() if not k.startswith(('PROXMOX_', 'ANSIBLE_')))
+        env.update({
+            'PATH': str(self.bin) + os.pathsep + env.get('PATH', ''),
+            'ANSIBLE_COLLECTIONS_PATH': os.path.abspath(self.args.collections),
+            'ANSIBLE_NOCOLOR': '1',
+            'ANSIBLE_INVENTORY_UNPARSED_FAILED': 'true',
+            # no_proxy for the lab's loopback addresses, whatever proxy the environment sets.
+            'NO_PROXY': ','.join(self.lab.hosts), 'no_proxy': ','.join(self.lab.hosts),
+        })
+        env.update(extra or {})
+        return env
+
+    def requests_seen(self):
+        return sum(len(c.pve.requests) for c in self.lab.clusters.values())
+
+    def inventory(self, sources, env=None, mode='--list'):
+        """Run ansible-inventory --list (or --graph) on the sources: (wall seconds, HTTP requests, hosts)."""
+        out = self.workdir / 'out.txt'
+        cmd = [str(self.bin / 'ansible-inventory'), mode, '--output', str(out)]
+        for source in sources:
+            cmd += ['-i', str(source)]
+        before = self.requests_seen()
+        started = time.perf_counter()
+        proc = subprocess.run(cmd, env=self.env(env), capture_output=True, text=True, cwd=str(self.workdir),
+                              stdin=subprocess.DEVNULL, check=False)
+        wall = time.perf_counter() - started
+        requests = self.requests_seen() - before
+        if proc.returncode != 0:
+            sys.exit('%s failed (%d):\n%s%s' % (' '.join(cmd), proc.returncode, proc.stdout, proc.stderr))
+        if 'WARNING' in proc.stderr:
+            print(proc.stderr.strip(), file=sys.stderr)
+        text = out.read_text()
+        if mode == '--list':
+            hosts = len(json.loads(text).get('_meta', {}).get('hostvars', {}))
+        else:
+            hosts = len(set(line.split('|--')[-1] for line in text.splitlines() if '|--' in line and '|--@' not in line))
+        return wall, requests, hosts
+
+    def repeat(self, func, times):
+        runs = [func() for _ in range(times)]
+        wall = statistics.median(r[0] for r in runs)
+        return wall, runs[-1][1], runs[-1][2]
+
+    def resources_once(self):
+        """One GET /cluster/resources?type=vm to each cluster, all at once, in fresh sessions (as a new process would)."""
+        import requests
+        errors = []
+
+        def one(cluster):
+            session = requests.Session()
+            session.trust_env = False
+            try:
+                resp = session.get(cluster.url + '/api2/json/cluster/resources', params={'type': 'vm'},
+                                   headers=cluster.headers, verify=self.lab.ca_bundle, timeout=30)
+                resp.raise_for_status()
+                resp.json()
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append('%s: %s' % (cluster.name, exc))
+            finally:
+                session.close()
+
+        before = self.requests_seen()
+        started = time.perf_counter()
+        threads = [threading.Thread(target=one, args=(c,)) for c in self.lab.clusters.values()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - started
+        if errors:
+            sys.exit('the floor request failed: ' + '; '.join(errors))
+        return wall, self.requests_seen() - before, 0
+
+    def write(self, name, data):
+        import yaml
+        path = self.workdir / name
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    def community_sources(self, want_facts):
+        sources = []
+        for cluster in self.lab.clusters.values():
+            user, token_name = cluster.token_id.split('!')
+            sources.append(self.write('%s-%s.proxmox.yml' % (cluster.name, 'facts' if want_facts else 'plain'), {
+                'plugin': 'community.proxmox.proxmox', 'url': cluster.url, 'user': user,
+                'token_id': token_name, 'token_secret': cluster.token_secret, 'validate_certs': True,
+                'want_facts': want_facts, 'exclude_nodes': True}))
+        return sources
+
+
+def community_version(bin_dir):
+    try:
+        out = subprocess.run([str(Path(bin_dir) / 'ansible-galaxy'), 'collection', 'list', 'community.proxmox',
+                              '--format', 'json'], capture_output=True, text=True, check=False,
+                             env=dict(os.environ, ANSIBLE_COLLECTIONS_PATH='/nonexistent')).stdout
+        for collections in json.loads(out).values():
+            if 'community.proxmox' in collections:
+                return collections['community.proxmox']['version']
+    except (OSError, ValueError):
+        pass
+    return '?'
+
+
+def main():
+    args = parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix='pmx-bench-'))
+    print('Lab: %d clusters x %d bulk guests (+7 samples each), %.0f ms latency per response; starting...'
+          % (args.clusters, args.guests, args.latency * 1000), flush=True)
+    with pmxlab.Lab(str(workdir / 'lab'), clusters=args.clusters, guests_per_cluster=args.guests,
+                    first_host=args.first_host, time_scale=1, latency=args.latency) as lab:
+        for cluster in lab.clusters.values():
+            cluster.pve.max_requests = 10 ** 7
+        guests = sum(1 for c in lab.clusters.values() for g in c.guests() if not getattr(g, 'template', False))
+        bench = Bench(args, lab, workdir)
+        ours_env = {'PROXMOX_ENV_FILE': lab.env_file}
+        community_env = {'REQUESTS_CA_BUNDLE': lab.ca_bundle}
+        plain = bench.write('default.pmx.yml', {'plugin': 'pmx.multicluster.pmx'})
+        config = bench.write('config.pmx.yml', {'plugin': 'pmx.multicluster.pmx', 'want_config': True})
+        static = workdir / 'static.ini'
+        static.write_text('web01 ansible_host=192.0.2.1\n')
+        version = community_version(args.ansible_bin)
+
+        rows = []
+
+        def run(label, func, times=None):
+            print('  running: %s ...' % label, flush=True)
+            wall, requests, hosts = bench.repeat(func, times or args.repeat)
+            rows.append((label, wall, requests, hosts))
+            return wall, requests, hosts
+
+        # A first run warms the page cache (Python bytecode) so the first scenario is not penalised.
+        bench.inventory([static])
+        results = {}
+        for mode in ('--list', '--graph'):
+            rows.append(('ansible-inventory %s' % mode, None, None, None))
+            start_wall = run('  one-host static inventory', lambda: bench.inventory([static], mode=mode))[0]
+            call_wall = run('  + %d concurrent GET /cluster/resources' % args.clusters, bench.resources_once)[0]
+            floor = start_wall + call_wall
+            rows.append(('  = floor', floor, args.clusters, 0))
+            ours = run('  pmx.multicluster.pmx, default options', lambda: bench.inventory([plain], ours_env, mode))
+            theirs = run('  community.proxmox %s, want_facts: false' % version,
+                         lambda: bench.inventory(bench.community_sources(False), community_env, mode))
+            results[mode] = (floor, ours, theirs)
+        rows.append(('ansible-inventory --list', None, None, None))
+        ours_config = run('  pmx.multicluster.pmx, want_config: true', lambda: bench.inventory([config], ours_env))
+        theirs_facts = None
+        if not args.skip_facts:
+            theirs_facts = run('  community.proxmox %s, want_facts: true' % version,
+                               lambda: bench.inventory(bench.community_sources(True), community_env), times=1)
+
+    width = max(len(r[0]) for r in rows)
+    print()
+    print('%-*s  %9s  %9s  %6s' % (width, 'scenario', 'wall s', 'requests', 'hosts'))
+    print('-' * (width + 32))
+    for label, wall, requests, hosts in rows:
+        if wall is None:
+            print(label)
+        else:
+            print('%-*s  %9.2f  %9d  %6s' % (width, label, wall, requests, hosts or '-'))
+    print('(guests in the lab, templates excluded: %d; median of %d runs, want_facts: true run once)'
+          % (guests, args.repeat))
+    print()
+    checks = []
+    for mode, (floor, ours, theirs) in results.items():
+        checks += [
+            ('%s: default within %.1fx of the floor' % (mode, FLOOR_FACTOR), ours[0] <= FLOOR_FACTOR * floor,
+             '%.2fx the floor' % (ours[0] / floor)),
+            ('%s: default >= %.0fx faster than community.proxmox without facts' % (mode, VS_COMMUNITY_FACTOR),
+             theirs[0] >= VS_COMMUNITY_FACTOR * ours[0], '%.2fx faster' % (theirs[0] / ours[0])),
+            ('%s: no guest lost (default lists %d of %d)' % (mode, ours[2], guests), ours[2] == guests, ''),
+        ]
+    checks.append(('want_config lists every guest (%d of %d)' % (ours_config[2], guests), ours_config[2] == guests, ''))
+    if theirs_facts:
+        checks.append(('want_config >= %.0fx faster than community.proxmox with facts' % CONFIG_VS_FACTS_FACTOR,
+                       theirs_facts[0] >= CONFIG_VS_FACTS_FACTOR * ours_config[0],
+                       '%.1fx faster' % (theirs_facts[0] / ours_config[0])))
+    failed = 0
+    for label, ok, detail in checks:
+        failed += not ok
+        print('%-4s %s%s' % ('ok' if ok else 'MISS', label, (': ' + detail) if detail else ''))
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
