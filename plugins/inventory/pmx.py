@@ -500,8 +500,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 elif result.value:
                     shown = '; '.join('%s: %s' % (guest, error) for guest, error in result.value[:SHOW_FAILURES])
                     more = len(result.value) - SHOW_FAILURES
-                    problems.append((name, '%d guest(s): %s%s' % (len(result.value), shown,
-                                                                   ' and %d more' % more if more > 0 else '')))
+                    tail = ' and %d more' % more if more > 0 else ''
+                    problems.append((name, '%d guest(s): %s%s' % (len(result.value), shown, tail)))
             self._report(problems, 'details of some guests cannot be read, they are listed without them')
             failed.extend(problems)
         for name in names:
@@ -589,7 +589,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             hostvars = self._hostvars(record)
             if self._passes(hostvars):
                 kept.append((record, hostvars))
-        names, duplicates = hostnames([r for r, _ in kept], self.get_option('hostname_template'))
+        names, duplicates = hostnames([pair[0] for pair in kept], self.get_option('hostname_template'))
         if duplicates:
             self.display.warning('pmx inventory: guest names used more than once, each named with its cluster: %s'
                                  % '; '.join('%s -> %s' % (name, ', '.join(hosts)) for name, hosts in sorted(duplicates.items())))

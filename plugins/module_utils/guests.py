@@ -37,6 +37,8 @@ FALSE_WORDS = ('0', 'false', 'no', 'off')
 # PVE answers these when a guest is locked by a task or its config lock is held.
 LOCKED_MESSAGE = re.compile(r"(?:VM|CT) is locked \((?P<lock>[\w-]+)\)|can't lock file '[^']*' - got timeout")
 NEW_DISK = re.compile(r'^(?:(?P<storage>[^/:\s]+):)?(?P<size>\d+(?:\.\d+)?)$')
+# A shutdown that did not finish in time: qemu says "got timeout", pct "container did not stop".
+SHUTDOWN_TIMEOUT = re.compile(r'timeout|timed out|did not stop', re.I)
 SIZE_UNITS = {'': 1024 ** 3, 'K': 1024, 'M': 1024 ** 2, 'G': 1024 ** 3, 'T': 1024 ** 4}
 QEMU_NET_MODELS = ('e1000', 'e1000-82540em', 'e1000-82544gc', 'e1000-82545em', 'e1000e', 'i82551', 'i82557b',
                    'i82559er', 'ne2k_isa', 'ne2k_pci', 'pcnet', 'rtl8139', 'virtio', 'vmxnet3')
@@ -61,6 +63,16 @@ class GuestKind:
     bool_keys: Tuple[str, ...] = ()
     # Keys PVE never returns in clear (set at creation only, never compared).
     write_only: Tuple[str, ...] = ()
+    # Parameters of the create request that are not config keys (an LXC ostemplate): never compared or updated.
+    create_only: Tuple[str, ...] = ()
+    # Keys a new guest (not a clone) cannot be created without.
+    create_requires: Tuple[str, ...] = ()
+    # Config keys fixed at creation (an LXC's unprivileged): a mismatch is a warning, not a change.
+    fixed_keys: Tuple[str, ...] = ()
+    # Check the volume spec of a new disk (storage:size, storage:volume-name or /path) before PVE sees it.
+    check_new_disks: bool = False
+    config_method: str = 'POST'     # how the config is written: POST (qemu, a task) or PUT (lxc, synchronous)
+    cli: str = 'qm'                 # the node's command line tool, for messages (qm unlock / pct unlock)
 
     def is_disk(self, key: str) -> bool:
         return re.fullmatch(self.disk_pattern, key) is not None
@@ -97,6 +109,10 @@ LXC = GuestKind(
     property_keys=((r'features', None), (r'startup', None)),
     bool_keys=('onboot', 'protection', 'template', 'unprivileged', 'console', 'debug'),
     write_only=('password',),
+    create_only=('ostemplate', 'password', 'ssh-public-keys'),
+    create_requires=('ostemplate',),
+    fixed_keys=('unprivileged',),
+    check_new_disks=True, config_method='PUT', cli='pct',
 )
 
 
@@ -229,6 +245,25 @@ def disk_equal(desired: Any, current: Any, default_key: str = 'file') -> Tuple[b
     return _props_equal(want, have), warning
 
 
+VOLUME_NAME = re.compile(r'^[^/:\s]+:(?:(?:vm|base|subvol|basevol)-\d+-disk-\d+|\d+/\S+|\S+/\S+)$')
+
+
+def check_new_disk(kind: GuestKind, key: str, value: Any) -> None:
+    """For kinds that ask for it: a new disk's volume must be ``storage:size`` (GiB), an existing volume or a path.
+
+    :raises GuestConflictError: anything else (``local-lvm:lots``, ``8G``), naming the key and the expected form.
+    """
+    if not (kind.check_new_disks and kind.is_disk(key)) or value is None:
+        return
+    volume = split_props(value, kind.disk_default_key).get(kind.disk_default_key, '')
+    if NEW_DISK.match(volume) or VOLUME_NAME.match(volume) or volume.startswith('/'):
+        return
+    raise GuestConflictError(
+        "%s: '%s' is not a valid volume; give STORAGE:SIZE in GiB (for example local-lvm:8), an existing "
+        "volume (local-lvm:vm-100-disk-1) or a path, then any options after commas (local-lvm:8,mp=/srv)"
+        % (key, _word(value)))
+
+
 def values_equal(kind: GuestKind, key: str, desired: Any, current: Any) -> bool:
     """Whether a requested config value is what PVE holds, in PVE's own formats.
 
@@ -308,9 +343,16 @@ def config_diff(kind: GuestKind, desired: Dict[str, Any], current: Dict[str, Any
     diff = ConfigDiff()
     for key in sorted(desired):
         want = desired[key]
-        if want is None or key in kind.write_only:
+        if want is None or key in kind.write_only or key in kind.create_only:
             continue
         have = current.get(key)
+        if have is None:
+            check_new_disk(kind, key, want)
+        if key in kind.fixed_keys:
+            if have is not None and not values_equal(kind, key, want, have):
+                diff.warnings.append('%s: %s is %s and cannot be changed after creation (not %s)'
+                                     % (label, key, have, _word(api_value(key, want))))
+            continue
         if kind.is_disk(key) and have is not None:
             equal, warning = disk_equal(want, have, kind.disk_default_key)
             if warning:
@@ -539,9 +581,10 @@ class GuestManager:
     def _locked_error(self, cluster, guest, lock, timeout):
         return GuestLockedError(
             "cluster '%s': %s is locked (%s) and stayed locked for %ss; nothing was changed. Wait for the "
-            "%s to finish (or unlock it with 'qm unlock %s' if it is stale) and run again, or raise timeout."
+            "%s to finish (or unlock it with '%s unlock %s' if it is stale) and run again, or raise timeout."
             % (cluster, self.describe(guest.get('name'), guest.get('vmid')), lock, timeout,
-               'task' if lock == 'config lock held by another task' else lock, guest.get('vmid')), cluster)
+               'task' if lock == 'config lock held by another task' else lock, self.kind.cli, guest.get('vmid')),
+            cluster)
 
     def wait_unlocked(self, client, cluster: str, guest: Dict, timeout: float) -> None:
         """Wait until the guest's config has no ``lock``; :raises GuestLockedError: past the timeout."""
@@ -660,6 +703,13 @@ class GuestManager:
             if spec.node:
                 self.check_node(resources, cluster, spec.node)
         else:
+            missing = [k for k in self.kind.create_requires if spec.config.get(k) in (None, '')]
+            if missing:
+                raise GuestConflictError(
+                    "cluster '%s': %s does not exist, and a new %s needs %s (or clone: a %s template)"
+                    % (cluster, self.describe(spec), self.kind.label, ' and '.join(missing), self.kind.label), cluster)
+            for key in sorted(spec.config):
+                check_new_disk(self.kind, key, spec.config[key])
             node, why = self.choose_node(resources, cluster, spec.node)
         vmid = spec.vmid
         if vmid is None:
@@ -679,7 +729,7 @@ class GuestManager:
                 return guest
             params = {'newid': vmid}
             if spec.name:
-                params['name'] = spec.name
+                params[name_key] = spec.name
             if spec.full is not None:
                 params['full'] = 1 if spec.full else 0
             if node != source['node']:
@@ -718,7 +768,12 @@ class GuestManager:
         desired = dict(spec.config)
         if created:
             # A fresh clone: also write the write-only keys (a cloud-init password), once.
-            wanted_write_only = dict((k, v) for k, v in desired.items() if k in self.kind.write_only)
+            wanted_write_only = dict((k, v) for k, v in desired.items()
+                                     if k in self.kind.write_only and k not in self.kind.create_only)
+            result['warnings'].extend(
+                '%s: %s is used when a %s is created from an OS template, not by a clone; ignored'
+                % (self.describe(guest.get('name'), guest['vmid']), k, self.kind.label)
+                for k in sorted(desired) if k in self.kind.create_only and desired[k] is not None)
         else:
             wanted_write_only = {}
         diff = config_diff(self.kind, desired, state['effective'], self.describe(guest.get('name'), guest['vmid']))
@@ -734,7 +789,7 @@ class GuestManager:
             return
         if not created:
             self.wait_unlocked(client, cluster, guest, spec.timeout)
-        task = self.call(client, cluster, guest, spec.timeout, 'POST', 'config', **changes)
+        task = self.call(client, cluster, guest, spec.timeout, self.kind.config_method, 'config', **changes)
         result['tasks'].append(self._task('update', task))
         result['pending'] = self.read(client, guest['node'], guest['vmid'])['pending']
 
@@ -781,7 +836,7 @@ class GuestManager:
         try:
             self._power(client, cluster, guest, spec, result, 'shutdown', timeout=int(spec.timeout))
         except TaskError as exc:
-            if isinstance(exc, TaskTimeoutError) or re.search(r'timeout|timed out', str(exc), re.I):
+            if isinstance(exc, TaskTimeoutError) or SHUTDOWN_TIMEOUT.search(str(exc)):
                 if not spec.force:
                     raise TaskError(
                         "cluster '%s': %s did not shut down within %ss (%s). Set force: true to stop it hard, "
@@ -799,7 +854,7 @@ class GuestManager:
         try:
             self._power(client, cluster, guest, spec, result, 'reboot', timeout=int(spec.timeout))
         except TaskError as exc:
-            if not spec.force or not (isinstance(exc, TaskTimeoutError) or re.search(r'timeout', str(exc), re.I)):
+            if not spec.force or not (isinstance(exc, TaskTimeoutError) or SHUTDOWN_TIMEOUT.search(str(exc))):
                 raise
             result['tasks'].append({'action': 'reboot', 'upid': exc.upid, 'exitstatus': exc.exitstatus})
             self._power(client, cluster, guest, spec, result, 'stop')
@@ -855,3 +910,39 @@ class GuestManager:
         task = self.call(client, cluster, guest, spec.timeout, 'DELETE', '', **params)
         result['tasks'].append(self._task('delete', task))
         return result
+
+
+# ---------------------------------------------------------------------- module glue (no Ansible import)
+
+STATES = ('present', 'absent', 'started', 'stopped', 'restarted', 'template')
+
+
+def lifecycle_options() -> Dict[str, Dict]:
+    """Argument-spec entries of the lifecycle options every guest module has, beside its config options."""
+    table = (('vmid', 'int', None), ('node', 'str', None), ('clone', 'str', None), ('full', 'bool', None),
+             ('target_storage', 'str', None), ('pool', 'str', None), ('config', 'dict', None),
+             ('purge', 'bool', False), ('force', 'bool', False), ('restart_on_change', 'bool', False),
+             ('update', 'bool', True))
+    spec = dict((name, dict(type=kind) if default is None else dict(type=kind, default=default))
+                for name, kind, default in table)
+    spec['state'] = dict(type='str', default='present', choices=list(STATES))
+    return spec
+
+
+def property_string(value: Any) -> Any:
+    """A dict of properties (``{nesting: true, keyctl: 1}``) as PVE's ``keyctl=1,nesting=1``; text unchanged."""
+    if isinstance(value, dict):
+        return ','.join('%s=%s' % (k, api_value(k, v)) for k, v in sorted(value.items()) if v is not None)
+    return value
+
+
+def spec_from_params(kind: GuestKind, params: Dict[str, Any], name: Optional[str],
+                     options: Dict[str, str], dict_options: Tuple[str, ...] = ()) -> GuestSpec:
+    """A GuestSpec from a module's parameters; ``options`` maps option names to PVE config keys."""
+    typed = dict((key, params[option]) for option, key in options.items())
+    return GuestSpec(
+        name=name, vmid=params['vmid'], cluster=params['cluster'], node=params['node'],
+        config=desired_config(kind, typed, dict_options, params['config']),
+        pool=params['pool'], clone=params['clone'], full=params['full'], target_storage=params['target_storage'],
+        timeout=params['timeout'], force=params['force'], purge=params['purge'],
+        restart_on_change=params['restart_on_change'], update=params['update'])

@@ -1,0 +1,619 @@
+# -*- coding: utf-8 -*-
+# Copyright: pmx.multicluster contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""pmx.multicluster MCP server: several Proxmox VE clusters for an AI assistant, over stdio.
+
+Start it from the installed collection (it finds the collection's core by its own path)::
+
+    python <collections path>/ansible_collections/pmx/multicluster/extensions/mcp/pmx_mcp.py [--env-file FILE]
+
+It reads the collection's configuration (PROXMOX_* variables, a .env file from
+--env-file or PROXMOX_ENV_FILE) once at start. A bad configuration does not stop
+the server: every tool then answers with the configuration error, so the
+assistant can show the user what to fix.
+
+Read tools are always there. Write tools exist only with PMX_MCP_ALLOW_WRITE=1;
+PMX_MCP_WRITE_CLUSTERS=staging,dr limits them to those clusters. Destructive
+writes (stop, delete, rollback) answer with a preview unless called with
+confirm=true. Routing, guest lifecycle and errors are the collection's core
+(module_utils), the same as the pmx_vm module's.
+"""
+
+import argparse
+import fnmatch
+import functools
+import json
+import logging
+import os
+import sys
+from typing import Annotated, Any, Callable, Dict, List, Literal, Optional
+
+
+def _collections_root(path: str = __file__) -> Optional[str]:
+    """The directory holding ``ansible_collections`` when this file is in an installed collection.
+
+    This file is <root>/ansible_collections/pmx/multicluster/extensions/mcp/pmx_mcp.py.
+    abspath, not realpath: a collection installed through a symlink keeps its layout.
+    """
+    here = os.path.dirname(os.path.abspath(path))
+    top = here
+    for dummy in range(4):
+        top = os.path.dirname(top)
+    if os.path.basename(top) != 'ansible_collections':
+        return None
+    return os.path.dirname(top)
+
+
+_ROOT = _collections_root()
+if _ROOT and _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+# pylint: disable=wrong-import-position
+from mcp.server.mcpserver import MCPServer  # noqa: E402
+from mcp.server.mcpserver.exceptions import ToolError  # noqa: E402
+from mcp.types import ToolAnnotations  # noqa: E402
+from pydantic import Field  # noqa: E402
+
+from ansible_collections.pmx.multicluster.plugins.module_utils import snapshots  # noqa: E402
+from ansible_collections.pmx.multicluster.plugins.module_utils.config import load_config  # noqa: E402
+from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ClusterError, ConfigError  # noqa: E402
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests import (  # noqa: E402
+    LXC, QEMU, DuplicateGuestError, GuestManager, GuestNotFoundError, GuestSpec)
+from ansible_collections.pmx.multicluster.plugins.module_utils.registry import ClusterRegistry  # noqa: E402
+# pylint: enable=wrong-import-position
+
+LOG = logging.getLogger('pmx_mcp')
+TRUE = ('1', 'true', 'yes', 'on')
+DEFAULT_TIMEOUT = 300
+
+READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
+# Additive writes (start, create, snapshot): asking twice changes nothing more.
+ADDITIVE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
+# Changes state but loses nothing (graceful shutdown, reboot).
+DISRUPTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True)
+# Loses data or running state; needs confirm=true.
+DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True)
+
+# ------------------------------------------------------------------ parameter types (JSON schema + descriptions)
+
+ClusterArg = Annotated[Optional[str], Field(
+    description='Cluster name. Optional: without it the guest is routed by its name pattern (prod-* ...), '
+                'then by where it exists, then to the default cluster.')]
+ClusterFilter = Annotated[Optional[str], Field(
+    description="Cluster name or glob (e.g. 'production', 'st*'). Optional: all clusters when omitted.")]
+NameArg = Annotated[Optional[str], Field(description="Guest name (e.g. 'stg-web01'). Give name or vmid.")]
+VmidArg = Annotated[Optional[int], Field(
+    description='Guest id (vmid). Give name or vmid; vmids repeat across clusters, so give cluster with a bare vmid.',
+    ge=1)]
+TimeoutArg = Annotated[int, Field(description='Seconds to wait for the Proxmox task(s).', ge=1, le=3600)]
+ConfirmArg = Annotated[bool, Field(
+    description='Must be true to act. Without it nothing is changed and the answer is a preview: guest, cluster, '
+                'current status, what would happen.')]
+
+
+class Pmx:
+    """The server's state: the configuration (read once), the registry and the write settings."""
+
+    def __init__(self, environ: Dict[str, str], env_file: Optional[str] = None):
+        self.registry = None
+        self.config_error: Optional[ClusterError] = None
+        self.secrets: List[str] = []
+        self.allow_write = environ.get('PMX_MCP_ALLOW_WRITE', '').strip().lower() in TRUE
+        self.write_setting = [c.strip() for c in environ.get('PMX_MCP_WRITE_CLUSTERS', '').split(',') if c.strip()]
+        self.write_clusters: Optional[List[str]] = None  # None: every cluster
+        self.write_error: Optional[ClusterError] = None
+        try:
+            config = load_config(environ=environ, env_file=env_file)
+            self.secrets = config.secrets
+            self.registry = ClusterRegistry(config)
+            for warning in config.warnings:
+                LOG.warning('%s', warning)
+        except ClusterError as exc:
+            self.config_error = exc
+            LOG.warning('configuration error (every tool will report it): %s', exc)
+            return
+        if self.write_setting:
+            try:
+                self.write_clusters = self.registry.match(self.write_setting)
+            except ClusterError as exc:
+                self.write_error = ConfigError('PMX_MCP_WRITE_CLUSTERS: %s; no write is allowed until it is fixed' % exc)
+                LOG.warning('%s', self.write_error)
+
+    # ------------------------------------------------------------ helpers
+
+    def reg(self) -> ClusterRegistry:
+        if self.config_error is not None:
+            raise self.config_error
+        return self.registry
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, '***')
+        return text
+
+    def writes(self) -> Dict:
+        clusters: Any = []
+        if self.allow_write and self.write_error is None:
+            clusters = self.write_clusters if self.write_clusters is not None else 'all'
+        return {'enabled': self.allow_write, 'clusters': clusters, 'error': str(self.write_error or '') or None,
+                'PMX_MCP_WRITE_CLUSTERS': ','.join(self.write_setting) or None,
+                'how_to_enable': None if self.allow_write else 'restart the server with PMX_MCP_ALLOW_WRITE=1'}
+
+    def writable(self, cluster: str) -> bool:
+        """Whether a write routed to this cluster would be allowed."""
+        return self.allow_write and self.write_error is None and (self.write_clusters is None
+                                                                  or cluster in self.write_clusters)
+
+    def check_writable(self, cluster: str) -> None:
+        """:raises ClusterError: writes are off, or the routed cluster is not in PMX_MCP_WRITE_CLUSTERS."""
+        if not self.allow_write:
+            raise ClusterError('writes are disabled on this MCP server; start it with PMX_MCP_ALLOW_WRITE=1 to allow them')
+        if self.write_error is not None:
+            raise self.write_error
+        if self.write_clusters is not None and cluster not in self.write_clusters:
+            raise ClusterError("writes to cluster '%s' are not allowed by this MCP server (PMX_MCP_WRITE_CLUSTERS=%s); "
+                               "nothing was changed" % (cluster, ','.join(self.write_setting)), cluster)
+
+    def clusters(self, selector: Optional[str]) -> List[str]:
+        return self.reg().match([selector] if selector else None)
+
+    @staticmethod
+    def errors(results) -> List[Dict]:
+        return [{'cluster': name, 'error': str(r.error)} for name, r in results.items() if not r.ok]
+
+    def locate(self, name: Optional[str], vmid: Optional[int], cluster: Optional[str]):
+        """(route, client, /cluster/resources entry) of an existing guest, routed as the modules route."""
+        if not name and vmid is None:
+            raise ClusterError('give the guest name or vmid')
+        registry = self.reg()
+        route = registry.select(cluster=cluster, name=name, vmid=vmid, lookup=True)
+        client = registry.client(route.cluster)
+        resources = client.get('cluster/resources', type='vm') or []
+        found = [g for g in resources if g.get('type') in ('qemu', 'lxc')
+                 and (vmid is None or int(g.get('vmid', -1)) == int(vmid)) and (not name or g.get('name') == name)]
+        what = ' '.join(filter(None, ["'%s'" % name if name else '', '(vmid %s)' % vmid if vmid is not None else '']))
+        if not found:
+            raise GuestNotFoundError("cluster '%s' (%s): no guest %s there" % (route.cluster, route.reason, what),
+                                     route.cluster, 404)
+        if len(found) > 1:
+            raise DuplicateGuestError("cluster '%s' has %d guests named %s (vmids %s); give vmid to pick one"
+                                      % (route.cluster, len(found), what, ', '.join(str(g['vmid']) for g in found)),
+                                      route.cluster)
+        return route, client, found[0]
+
+    @staticmethod
+    def summary(guest: Dict) -> Dict:
+        return {'name': guest.get('name'), 'vmid': int(guest['vmid']), 'type': guest.get('type'),
+                'node': guest.get('node'), 'status': guest.get('status'), 'template': bool(guest.get('template'))}
+
+    def manager(self, guest_type: str) -> GuestManager:
+        return GuestManager(self.reg(), kind=LXC if guest_type == 'lxc' else QEMU)
+
+    def ensure(self, state: str, name, vmid, cluster, **spec) -> Dict:
+        """Route and locate an existing guest, check the write settings, then the core's ensure()."""
+        route, dummy, guest = self.locate(name, vmid, cluster)
+        self.check_writable(route.cluster)
+        result = self.manager(guest['type']).ensure(state, GuestSpec(
+            name=guest.get('name'), vmid=int(guest['vmid']), cluster=route.cluster, update=False, **spec))
+        return self.write_result(route, result)
+
+    @staticmethod
+    def write_result(route, result: Dict) -> Dict:
+        out = {'cluster': route.cluster, 'route_reason': route.reason}
+        out.update((k, v) for k, v in result.items() if k not in ('cluster', 'route_reason', 'diff'))
+        return out
+
+
+def _guest_row(cluster: str, guest: Dict) -> Dict:
+    tags = [t for t in str(guest.get('tags') or '').replace(',', ';').split(';') if t]
+    return {'cluster': cluster, 'vmid': int(guest['vmid']), 'name': guest.get('name'), 'type': guest.get('type'),
+            'status': guest.get('status'), 'node': guest.get('node'), 'template': bool(guest.get('template')),
+            'tags': tags, 'pool': guest.get('pool'), 'cpus': guest.get('maxcpu'), 'memory_bytes': guest.get('maxmem'),
+            'uptime': guest.get('uptime')}
+
+
+# ------------------------------------------------------------------ the tools
+
+def build_server(pmx: Pmx) -> MCPServer:
+    """The MCP server with its read tools, and its write tools when writes are enabled."""
+    writes = ('Write tools are enabled%s.' % (' for clusters ' + ', '.join(pmx.write_clusters)
+                                              if pmx.write_clusters is not None else '')
+              if pmx.allow_write else 'Write tools are disabled (the server was started without PMX_MCP_ALLOW_WRITE=1).')
+    server = MCPServer(
+        name='pmx-multicluster', log_level='WARNING',
+        instructions='Several Proxmox VE clusters managed as one. A guest is routed to its cluster by an explicit '
+                     'cluster, else its name pattern (see list_clusters and route_guest), else where it exists, '
+                     'else the default cluster. Cluster-wide reads cover every cluster; one that is down is '
+                     'reported in the answer. ' + writes + ' Stop, delete and rollback need confirm=true; '
+                     'without it they only preview.')
+
+    def tool(annotations: ToolAnnotations, title: str):
+        def register(fn: Callable) -> Callable:
+            @functools.wraps(fn)
+            def wrapper(*args, **kwargs):
+                try:
+                    result = fn(*args, **kwargs)
+                except ClusterError as exc:
+                    raise ToolError(pmx.scrub(str(exc))) from None
+                except Exception as exc:  # pylint: disable=broad-exception-caught
+                    # Unforeseen: one line on stderr (no traceback, no request data), a short tool error.
+                    LOG.warning('%s failed unexpectedly: %s: %s', fn.__name__, type(exc).__name__, pmx.scrub(str(exc)))
+                    raise ToolError('internal error in pmx_mcp (%s); see the server log' % type(exc).__name__) from None
+                text = json.dumps(result, default=str)
+                if any(s in text for s in pmx.secrets):
+                    result = json.loads(pmx.scrub(text))
+                return result
+            server.add_tool(wrapper, name=fn.__name__, title=title, annotations=annotations)
+            return fn
+        return register
+
+    # -------------------------------------------------------------- reads
+
+    @tool(READ, 'List clusters with health')
+    def list_clusters() -> dict[str, Any]:
+        """Every configured cluster with its health (version, quorum, nodes online, guest counts), its routing
+        patterns, region and tier. Clusters are queried concurrently; an unreachable one is listed with
+        reachable=false and the error, it does not fail the call."""
+        registry = pmx.reg()
+        health = registry.validate_all_clusters()
+        return {'clusters': health, 'default_cluster': registry.config.default_cluster,
+                'reachable': [c['name'] for c in health if c['reachable']],
+                'unreachable': [{'cluster': c['name'], 'error': c['error']} for c in health if not c['reachable']],
+                'prefix_patterns': [{'prefix': p, 'cluster': c} for p, c in registry.config.prefix_patterns],
+                'writes': pmx.writes()}
+
+    @tool(READ, 'One cluster in detail')
+    def cluster_status(cluster: Annotated[str, Field(description='Cluster name.')]) -> dict[str, Any]:
+        """Health of one cluster: reachability, version, quorum, every node with CPU/memory/uptime, guest counts
+        and storages. An unreachable cluster is answered with reachable=false and the error."""
+        registry = pmx.reg()
+        name = registry.router.resolve_cluster(cluster)
+        info = registry.validate_all_clusters([name], storages=True)[0]
+        info['is_default'] = name == registry.config.default_cluster
+        info['writable'] = pmx.writable(name)
+        return info
+
+    @tool(READ, 'List nodes')
+    def list_nodes(cluster: ClusterFilter = None) -> dict[str, Any]:
+        """The nodes of one cluster, or of all clusters (queried concurrently), with status, CPU, memory and
+        uptime. A cluster that cannot be reached is listed under errors."""
+        names = pmx.clusters(cluster)
+        results = pmx.reg().map(lambda name, client: client.get('nodes') or [], names)
+        nodes = []
+        for name, result in results.items():
+            for node in sorted(result.value or [], key=lambda n: n.get('node') or ''):
+                nodes.append({'cluster': name, 'node': node.get('node'), 'status': node.get('status'),
+                              'cpu': node.get('cpu'), 'maxcpu': node.get('maxcpu'), 'memory_used': node.get('mem'),
+                              'memory_total': node.get('maxmem'), 'uptime': node.get('uptime')})
+        return {'nodes': nodes, 'clusters': names, 'errors': pmx.errors(results)}
+
+    @tool(READ, 'List guests (VMs and containers)')
+    def list_guests(cluster: ClusterFilter = None,
+                    status: Annotated[Optional[Literal['running', 'stopped', 'paused']], Field(
+                        description='Only guests in this state.')] = None,
+                    type: Annotated[Optional[Literal['qemu', 'lxc']], Field(  # pylint: disable=redefined-builtin
+                        description="Only VMs ('qemu') or only containers ('lxc').")] = None,
+                    name_pattern: Annotated[Optional[str], Field(
+                        description="Only names matching this glob, e.g. 'stg-web*'.")] = None,
+                    tag: Annotated[Optional[str], Field(description='Only guests with this tag.')] = None,
+                    include_templates: Annotated[bool, Field(description='Also list templates.')] = True) -> dict[str, Any]:
+        """Guests of every cluster (or of the clusters matching `cluster`), queried concurrently, each with its
+        cluster, vmid, name, type, status, node and tags. A cluster that is down is listed under errors and
+        the others are still answered."""
+        names = pmx.clusters(cluster)
+        results = pmx.reg().guests(names)
+        guests = []
+        for name, result in results.items():
+            for guest in result.value or []:
+                if guest.get('type') not in ('qemu', 'lxc'):
+                    continue
+                row = _guest_row(name, guest)
+                if ((status and row['status'] != status) or (type and row['type'] != type)
+                        or (name_pattern and not fnmatch.fnmatchcase(row['name'] or '', name_pattern))
+                        or (tag and tag.lower() not in [t.lower() for t in row['tags']])
+                        or (row['template'] and not include_templates)):
+                    continue
+                guests.append(row)
+        guests.sort(key=lambda g: (names.index(g['cluster']), g['vmid']))
+        return {'guests': guests, 'count': len(guests), 'clusters': names, 'errors': pmx.errors(results)}
+
+    @tool(READ, 'One guest: status and config')
+    def guest_details(name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None) -> dict[str, Any]:
+        """Current status and configuration of one guest, found by name or vmid. Without cluster the guest is
+        routed (name pattern, then where it exists); the answer says which cluster and why."""
+        route, client, guest = pmx.locate(name, vmid, cluster)
+        base = 'nodes/%s/%s/%s' % (guest['node'], guest['type'], guest['vmid'])
+        current = client.get(base + '/status/current') or {}
+        config = dict(client.get(base + '/config') or {})
+        config.pop('digest', None)
+        keep = ('status', 'qmpstatus', 'uptime', 'cpu', 'cpus', 'mem', 'maxmem', 'disk', 'maxdisk', 'netin', 'netout',
+                'lock', 'ha', 'pid', 'running-machine', 'running-qemu', 'tags')
+        return {'cluster': route.cluster, 'route_reason': route.reason, 'guest': pmx.summary(guest),
+                'status': dict((k, v) for k, v in current.items() if k in keep), 'config': config}
+
+    @tool(READ, 'List storages')
+    def list_storages(cluster: ClusterFilter = None) -> dict[str, Any]:
+        """Storages of every node of one cluster or of all clusters (concurrently): type, content, usage,
+        shared or not. A cluster that cannot be reached is listed under errors."""
+        names = pmx.clusters(cluster)
+        results = pmx.reg().map(lambda name, client: client.get('cluster/resources', type='storage') or [], names)
+        rows = []
+        for name, result in results.items():
+            for res in result.value or []:
+                rows.append({'cluster': name, 'node': res.get('node'), 'storage': res.get('storage'),
+                             'type': res.get('plugintype'), 'status': res.get('status'), 'content': res.get('content'),
+                             'shared': bool(res.get('shared')), 'used_bytes': res.get('disk'),
+                             'total_bytes': res.get('maxdisk')})
+        rows.sort(key=lambda r: (names.index(r['cluster']), r['node'] or '', r['storage'] or ''))
+        return {'storages': rows, 'clusters': names, 'errors': pmx.errors(results)}
+
+    @tool(READ, 'Recent Proxmox tasks')
+    def recent_tasks(cluster: ClusterFilter = None,
+                     limit: Annotated[int, Field(description='How many tasks to return, newest first.', ge=1, le=500)] = 20,
+                     errors_only: Annotated[bool, Field(description='Only tasks that did not end OK.')] = False
+                     ) -> dict[str, Any]:
+        """The most recent tasks (create, start, backup, migrate...) of one cluster or of all clusters, newest
+        first, with type, guest id, node, user, start/end time and result."""
+        names = pmx.clusters(cluster)
+        results = pmx.reg().map(lambda name, client: client.get('cluster/tasks') or [], names)
+        tasks = []
+        for name, result in results.items():
+            for task in result.value or []:
+                row = {'cluster': name, 'upid': task.get('upid'), 'type': task.get('type'), 'id': task.get('id'),
+                       'node': task.get('node'), 'user': task.get('user'), 'starttime': task.get('starttime'),
+                       'endtime': task.get('endtime'), 'status': task.get('status') or 'running'}
+                if errors_only and row['status'] in ('OK', 'running'):
+                    continue
+                tasks.append(row)
+        tasks.sort(key=lambda t: t['starttime'] or 0, reverse=True)
+        return {'tasks': tasks[:limit], 'clusters': names, 'errors': pmx.errors(results)}
+
+    @tool(READ, 'Which cluster would a guest name go to')
+    def route_guest(name: Annotated[str, Field(description='Guest name, existing or not.')]) -> dict[str, Any]:
+        """Which cluster a guest with this name belongs to, and why: its name pattern (e.g. "pattern 'stg-*'"),
+        the cluster where it already exists ('located'), or 'default'. The same routing as the modules use."""
+        registry = pmx.reg()
+        route = registry.select(name=name, lookup=True)
+        return {'name': name, 'cluster': route.cluster, 'reason': route.reason, 'located': route.located,
+                'pattern_matches': registry.router.pattern_matches(name),
+                'writable': pmx.writable(route.cluster)}
+
+    @tool(READ, 'List snapshots of a guest')
+    def snapshot_list(name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None) -> dict[str, Any]:
+        """The snapshots of one guest, oldest first; `current` marks the one the guest runs from."""
+        route, client, guest = pmx.locate(name, vmid, cluster)
+        return {'cluster': route.cluster, 'route_reason': route.reason, 'guest': pmx.summary(guest),
+                'snapshots': snapshots.list_snapshots(client, guest['type'], guest['node'], guest['vmid'])}
+
+    if pmx.allow_write:
+        _write_tools(pmx, tool)
+    return server
+
+
+def _write_tools(pmx: Pmx, tool) -> None:
+    """Register the write tools (only called with PMX_MCP_ALLOW_WRITE=1)."""
+
+    def preview(route, guest: Dict, would: str, tool_name: str, **extra) -> Dict:
+        out = {'preview': True, 'changed': False, 'cluster': route.cluster, 'route_reason': route.reason,
+               'guest': pmx.summary(guest), 'current_status': guest.get('status'), 'would': would,
+               'to_confirm': 'call %s again with the same arguments and confirm=true' % tool_name}
+        out.update(extra)
+        return out
+
+    def label(guest: Dict) -> str:
+        return "%s '%s' (vmid %s) on node %s" % ('container' if guest.get('type') == 'lxc' else 'VM',
+                                                 guest.get('name'), guest.get('vmid'), guest.get('node'))
+
+    @tool(ADDITIVE, 'Start a guest')
+    def start_guest(name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
+                    timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """Start a VM or container (nothing to do if it runs). Returns cluster, route reason, status and the
+        Proxmox task result."""
+        return pmx.ensure('started', name, vmid, cluster, timeout=timeout)
+
+    @tool(DISRUPTIVE, 'Shut a guest down gracefully')
+    def shutdown_guest(name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
+                       timeout: TimeoutArg = DEFAULT_TIMEOUT,
+                       force: Annotated[bool, Field(description='Stop it hard if it has not shut down within timeout.')]
+                       = False) -> dict[str, Any]:
+        """Ask the guest's OS to shut down (ACPI / guest agent) and wait for it. Nothing to do if it is stopped."""
+        return pmx.ensure('stopped', name, vmid, cluster, timeout=timeout, force=force)
+
+    @tool(DISRUPTIVE, 'Reboot a guest')
+    def reboot_guest(name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
+                     timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """Reboot a running guest (a stopped one is started). Returns cluster, route reason and task result."""
+        return pmx.ensure('restarted', name, vmid, cluster, timeout=timeout)
+
+    @tool(DESTRUCTIVE, 'Stop a guest hard (power off)')
+    def stop_guest(name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
+                   confirm: ConfirmArg = False, timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """Power a guest off at once, like pulling the plug (unsaved data in it is lost). Prefer shutdown_guest.
+        Without confirm=true it only returns a preview."""
+        route, client, guest = pmx.locate(name, vmid, cluster)
+        pmx.check_writable(route.cluster)
+        running = guest.get('status') == 'running'
+        if not confirm:
+            return preview(route, guest, ('power off the running %s at once, without a shutdown' % label(guest))
+                           if running else 'nothing: %s is already %s' % (label(guest), guest.get('status')),
+                           'stop_guest')
+        result = {'changed': False, 'status': guest.get('status'), 'tasks': [], 'guest': pmx.summary(guest)}
+        if running:
+            manager = pmx.manager(guest['type'])
+            task = manager.call(client, route.cluster, guest, timeout, 'POST', 'status/stop')
+            result['tasks'].append({'action': 'stop', 'upid': task.get('upid'), 'exitstatus': task.get('exitstatus')})
+            result['changed'] = True
+            result['status'] = manager.status(client, guest['node'], guest['vmid']).get('status')
+        return dict({'cluster': route.cluster, 'route_reason': route.reason}, **result)
+
+    @tool(DESTRUCTIVE, 'Delete a guest')
+    def delete_guest(name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
+                     confirm: ConfirmArg = False,
+                     purge: Annotated[bool, Field(description='Also remove it from backup jobs, HA and replication, '
+                                                              'and destroy unreferenced disks.')] = False,
+                     timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """Destroy a VM or container and its disks (a running one is stopped first). Cannot be undone. Without
+        confirm=true it only returns a preview of what would be deleted."""
+        route, dummy, guest = pmx.locate(name, vmid, cluster)
+        pmx.check_writable(route.cluster)
+        if not confirm:
+            return preview(route, guest, '%sdestroy %s and its disks on cluster %s; this cannot be undone'
+                           % ('stop and ' if guest.get('status') == 'running' else '', label(guest), route.cluster),
+                           'delete_guest')
+        result = pmx.manager(guest['type']).ensure('absent', GuestSpec(
+            name=guest.get('name'), vmid=int(guest['vmid']), cluster=route.cluster, purge=purge, timeout=timeout))
+        return pmx.write_result(route, result)
+
+    @tool(ADDITIVE, 'Create a VM (routed by name)')
+    def create_vm(name: Annotated[str, Field(description="Name of the new VM; it decides the cluster (e.g. 'stg-*' "
+                                                         "goes to staging).")],
+                  cores: Annotated[int, Field(description='CPU cores.', ge=1, le=512)] = 2,
+                  memory: Annotated[int, Field(description='Memory in MiB.', ge=16)] = 2048,
+                  disk_gb: Annotated[int, Field(description='Size of the first disk (scsi0) in GiB; 0 for none.',
+                                                ge=0)] = 16,
+                  storage: Annotated[Optional[str], Field(description="Storage of the disk; default: the cluster's "
+                                                                      "DEFAULT_STORAGE, else local-lvm.")] = None,
+                  bridge: Annotated[Optional[str], Field(description="Bridge of net0; default: the cluster's "
+                                                                     "DEFAULT_BRIDGE, else vmbr0.")] = None,
+                  node: Annotated[Optional[str], Field(description='Node; default: the cluster default node, else '
+                                                                   'the online node with most free memory.')] = None,
+                  vmid: VmidArg = None, cluster: ClusterArg = None,
+                  tags: Annotated[Optional[List[str]], Field(description='Tags.')] = None,
+                  start: Annotated[bool, Field(description='Start it once created.')] = False,
+                  timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """Create a new VM on the cluster its name routes to. If a VM with that name exists there, nothing is
+        changed (changed=false). Returns cluster, route reason, vmid, node (and why) and the task results."""
+        registry = pmx.reg()
+        route = registry.select(cluster=cluster, name=name, vmid=vmid, lookup=True)
+        pmx.check_writable(route.cluster)
+        conf = registry.cluster(route.cluster)
+        config: Dict[str, Any] = {'cores': cores, 'memory': memory,
+                                  'net0': 'virtio,bridge=%s' % (bridge or conf.default_bridge or 'vmbr0')}
+        if disk_gb:
+            config['scsi0'] = '%s:%d' % (storage or conf.default_storage or 'local-lvm', disk_gb)
+            config['scsihw'] = 'virtio-scsi-single'
+        if tags:
+            config['tags'] = tags
+        result = GuestManager(registry, kind=QEMU).ensure('started' if start else 'present', GuestSpec(
+            name=name, vmid=vmid, cluster=route.cluster, node=node, config=config, update=False, timeout=timeout))
+        return pmx.write_result(route, result)
+
+    @tool(ADDITIVE, 'Clone a guest or template')
+    def clone_guest(source: Annotated[str, Field(description='Name or vmid of the template or guest to clone; it '
+                                                             'must be on the cluster the new name routes to.')],
+                    name: Annotated[str, Field(description='Name of the new guest; it decides the cluster.')],
+                    cluster: ClusterArg = None, vmid: VmidArg = None,
+                    node: Annotated[Optional[str], Field(description='Target node; default: the source node.')] = None,
+                    full: Annotated[Optional[bool], Field(description='Full clone (true) or linked clone of a '
+                                                                      'template (false); default: PVE decides.')] = None,
+                    start: Annotated[bool, Field(description='Start it once cloned.')] = False,
+                    timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """Clone a template or guest into a new guest named `name`, on the cluster that name routes to. If a guest
+        with that name exists there, nothing is changed. Returns cluster, route reason and the task results."""
+        registry = pmx.reg()
+        route = registry.select(cluster=cluster, name=name, vmid=vmid, lookup=True)
+        pmx.check_writable(route.cluster)
+        resources = registry.client(route.cluster).get('cluster/resources', type='vm') or []
+        text = str(source).strip()
+        kind = next((r.get('type') for r in resources if r.get('name') == text
+                     or (text.isdigit() and int(r.get('vmid', -1)) == int(text))), 'qemu')
+        result = pmx.manager(kind).ensure('started' if start else 'present', GuestSpec(
+            name=name, vmid=vmid, cluster=route.cluster, node=node, clone=text, full=full, update=False,
+            timeout=timeout))
+        return pmx.write_result(route, result)
+
+    @tool(ADDITIVE, 'Take a snapshot')
+    def snapshot_create(snapname: Annotated[str, Field(description="Snapshot name: a letter, then letters, digits, "
+                                                                   "'-' or '_' (2-40 characters).")],
+                        name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
+                        description: Annotated[Optional[str], Field(description='Snapshot description.')] = None,
+                        vmstate: Annotated[bool, Field(description="Include a running VM's RAM.")] = False,
+                        timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """Take a snapshot of a guest. If a snapshot of that name exists, nothing is changed (changed=false)."""
+        route, client, guest = pmx.locate(name, vmid, cluster)
+        pmx.check_writable(route.cluster)
+        snapname = snapshots.check_name(snapname)
+        out = {'cluster': route.cluster, 'route_reason': route.reason, 'guest': pmx.summary(guest),
+               'snapname': snapname, 'changed': False, 'tasks': []}
+        existing = snapshots.list_snapshots(client, guest['type'], guest['node'], guest['vmid'])
+        if any(s['name'] == snapname for s in existing):
+            return out
+        task = snapshots.create_snapshot(client, guest['type'], guest['node'], guest['vmid'], snapname,
+                                         description=description, vmstate=vmstate, timeout=timeout)
+        out['changed'] = True
+        out['tasks'].append({'action': 'snapshot', 'upid': task.get('upid'), 'exitstatus': task.get('exitstatus')})
+        return out
+
+    @tool(DESTRUCTIVE, 'Roll a guest back to a snapshot')
+    def snapshot_rollback(snapname: Annotated[str, Field(description='The snapshot to roll back to.')],
+                          name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
+                          confirm: ConfirmArg = False,
+                          start: Annotated[bool, Field(description='Start the guest after the rollback.')] = False,
+                          timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """Roll a guest back to a snapshot: every change since the snapshot is lost. Without confirm=true it only
+        returns a preview."""
+        route, client, guest = pmx.locate(name, vmid, cluster)
+        pmx.check_writable(route.cluster)
+        snap = snapshots.find_snapshot(client, guest['type'], guest['node'], guest['vmid'], snapname, route.cluster)
+        if not confirm:
+            return preview(route, guest, "roll %s back to snapshot '%s'; every change made since then (disks and "
+                           "config) is lost%s" % (label(guest), snapname, ', and the running guest is stopped'
+                                                  if guest.get('status') == 'running' else ''),
+                           'snapshot_rollback', snapshot=snap)
+        task = snapshots.rollback_snapshot(client, guest['type'], guest['node'], guest['vmid'], snapname,
+                                           start=start, timeout=timeout)
+        status = pmx.manager(guest['type']).status(client, guest['node'], guest['vmid']).get('status')
+        return {'cluster': route.cluster, 'route_reason': route.reason, 'guest': pmx.summary(guest),
+                'snapname': snapname, 'changed': True, 'status': status,
+                'tasks': [{'action': 'rollback', 'upid': task.get('upid'), 'exitstatus': task.get('exitstatus')}]}
+
+
+# ------------------------------------------------------------------ start
+
+class _Scrub(logging.Filter):
+    """Last line of defence: a token secret never reaches stderr, whatever logs it."""
+
+    def __init__(self, secrets: List[str]):
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            text = record.getMessage()
+            if any(s in text for s in self.secrets):
+                for secret in self.secrets:
+                    text = text.replace(secret, '***')
+                record.msg, record.args = text, None
+        return True
+
+
+def setup_logging() -> _Scrub:
+    """Log to stderr (stdout is the protocol) at WARNING; proxmoxer's request logging stays off."""
+    scrub = _Scrub([])
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter('pmx_mcp: %(levelname)s %(name)s: %(message)s'))
+    handler.addFilter(scrub)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    # proxmoxer logs every request with its body (a password, a cloud-init secret) at INFO/DEBUG.
+    for name in ('proxmoxer', 'urllib3', 'requests', 'mcp', 'httpx'):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return scrub
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description='pmx.multicluster MCP server (stdio): several Proxmox VE clusters.')
+    parser.add_argument('--env-file', help='.env file with the PROXMOX_* settings (default: PROXMOX_ENV_FILE)')
+    args = parser.parse_args(argv)
+    scrub = setup_logging()
+    pmx = Pmx(dict(os.environ), env_file=args.env_file)
+    scrub.secrets = pmx.secrets
+    build_server(pmx).run('stdio')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

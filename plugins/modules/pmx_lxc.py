@@ -1,0 +1,397 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: pmx.multicluster contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: pmx_lxc
+short_description: Create, clone, update, power and delete LXC containers on several Proxmox VE clusters
+description:
+  - Manages an LXC container from creation to deletion, on whichever configured Proxmox VE cluster
+    it belongs to. It shares its lifecycle core with M(pmx.multicluster.pmx_vm).
+  - The cluster is O(cluster) if set; otherwise the cluster whose name patterns match O(hostname);
+    otherwise the single cluster that already has a container with this O(hostname) or O(vmid);
+    otherwise the default cluster. RV(cluster) and RV(route_reason) tell which rule applied.
+  - Idempotent. Only the settings the task gives are compared with the container's configuration,
+    in Proxmox's own formats (a network device's generated C(hwaddr) and C(type=veth), tag order and
+    separators, V(1)/V(true) booleans, feature flags in any order); only what differs is written.
+  - Each Proxmox task is waited for up to O(timeout) seconds. A failed task fails the module with its
+    exit status and the last lines of its log. A container locked by a backup, migration or another
+    task is waited for up to O(timeout) seconds, then the module fails and names the lock.
+options:
+  hostname:
+    description:
+      - The container's hostname, which is its name in Proxmox. Hostnames are unique per cluster;
+        two containers of the target cluster with it are an error naming both vmids.
+      - O(hostname), O(vmid) or both are required; when both are given they must name the same container.
+    type: str
+    aliases: [name]
+  vmid:
+    description:
+      - ID of the container. A new container without one gets the cluster's next free id.
+    type: int
+  cluster:
+    description:
+      - The cluster to use instead of routing by name pattern. An unknown cluster is an error listing the configured ones.
+    type: str
+  node:
+    description:
+      - Node a new container is created (or cloned) on.
+      - Without it, the cluster's default node, or else the online node with the most free memory;
+        a clone stays on its source's node. RV(node_reason) says why. An existing container is never moved.
+    type: str
+  state:
+    description:
+      - V(present) creates a missing container (from O(ostemplate), or as a clone of O(clone)) and
+        otherwise brings the settings given in line (see O(update)).
+      - V(started), V(stopped) and V(restarted) do what V(present) does, then set the power state.
+        V(stopped) shuts the container down cleanly within O(timeout) seconds, and with O(force) then stops
+        it hard. V(restarted) reboots a running container and starts a stopped one.
+      - V(template) does what V(present) does, then shuts the container down and converts it to a template.
+      - A state other than V(present) creates a missing container only if the task says how; otherwise
+        it fails, so that a typo in a name does not create anything.
+      - V(absent) stops a running container and destroys it with its volumes.
+    type: str
+    choices: [present, absent, started, stopped, restarted, template]
+    default: present
+  ostemplate:
+    description:
+      - OS template volume to create a new container from, for example
+        V(local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst). Required to create a container without O(clone).
+      - Used at creation only, never compared afterwards.
+    type: str
+  rootfs:
+    description:
+      - Root file system, V(storage:size_in_GiB) for a new volume, for example V(local-lvm:8), with mount
+        options after a comma (V(local-lvm:8,mountoptions=noatime)).
+      - An existing root file system is never resized or moved; a different size or storage is a warning.
+    type: str
+  mounts:
+    description:
+      - "Mount points by key, for example C({mp0: 'local-lvm:16,mp=/srv/data,backup=1'})."
+      - A missing mount point is added; an existing volume is not resized or moved.
+    type: dict
+  nets:
+    description:
+      - "Network interfaces by key, for example C({net0: 'name=eth0,bridge=vmbr0,ip=10.0.0.5/24,gw=10.0.0.1'})."
+      - The C(hwaddr) Proxmox generated is kept and not compared unless one is given.
+    type: dict
+  cores:
+    description: Number of CPU cores the container may use.
+    type: int
+  memory:
+    description: Memory in MiB.
+    type: int
+  swap:
+    description: Swap in MiB.
+    type: int
+  unprivileged:
+    description:
+      - Create an unprivileged container (Proxmox's default for new containers).
+      - It cannot be changed later; a different value for an existing container is a warning.
+    type: bool
+  features:
+    description:
+      - "Feature flags, as a dict (C({nesting: true, keyctl: true})) or as Proxmox's text (V(nesting=1,keyctl=1))."
+      - Only the flags given are compared.
+    type: raw
+  nameserver:
+    description: DNS servers, separated by spaces.
+    type: str
+  searchdomain:
+    description: DNS search domains.
+    type: str
+  tags:
+    description: Tags, compared regardless of order and case.
+    type: list
+    elements: str
+  description:
+    description: Description (notes) of the container.
+    type: str
+  pool:
+    description: Resource pool for a new container (at creation or clone only).
+    type: str
+  onboot:
+    description: Start the container when its node boots.
+    type: bool
+  password:
+    description:
+      - Root password inside a new container.
+      - Set at creation from O(ostemplate) only; Proxmox never returns it, so it is not compared.
+    type: str
+  ssh_public_keys:
+    description:
+      - Public SSH keys for root in a new container, one per line.
+      - Set at creation from O(ostemplate) only.
+    type: str
+  clone:
+    description:
+      - Name or vmid of the container template (or container) in the same cluster to clone a new container from.
+      - The task's settings are applied to the clone afterwards. Only used when the container does not exist yet.
+        An unknown source is an error listing the cluster's container templates.
+    type: str
+  full:
+    description:
+      - V(true) for a full clone, V(false) for a linked one (which needs a template as the source).
+      - Proxmox clones a template linked and a container full by default.
+    type: bool
+  target_storage:
+    description: Storage for the volumes of a full clone.
+    type: str
+  config:
+    description:
+      - "Other container configuration keys and values, as the Proxmox API takes them, for example
+        C({cpulimit: 2, timezone: Europe/Berlin})."
+      - A key may not be given both here and as an option.
+    type: dict
+  force:
+    description:
+      - With O(state=stopped), O(state=restarted) or O(state=template), stop the container hard when it
+        has not shut down within O(timeout) seconds.
+    type: bool
+    default: false
+  purge:
+    description:
+      - With O(state=absent), also remove the container from backup and replication jobs, HA resources and ACLs.
+    type: bool
+    default: false
+  timeout:
+    description:
+      - Seconds to wait for each Proxmox task, for a clean shutdown, and for a locked container to be unlocked.
+    type: int
+    default: 300
+  restart_on_change:
+    description:
+      - Reboot a running container when changes wait for its next start (RV(pending)).
+    type: bool
+    default: false
+  update:
+    description:
+      - Bring an existing container's settings in line with the task. With V(false) the settings
+        only serve to create a missing container.
+    type: bool
+    default: true
+notes:
+  - Routing and idempotence rely on hostnames, not vmids; one vmid may exist in several clusters.
+  - Proxmox writes a container's configuration synchronously; changes it cannot apply to a running
+    container are listed in RV(pending).
+seealso:
+  - module: pmx.multicluster.pmx_vm
+  - module: pmx.multicluster.pmx_cluster_info
+attributes:
+  check_mode:
+    description: Reads the clusters and reports what would change (and the vmid and node a new container would get); writes nothing.
+    support: full
+  diff_mode:
+    description: Shows the configuration keys that change, before and after, and changes of power state or template status.
+    support: full
+extends_documentation_fragment:
+  - pmx.multicluster.pmx
+author:
+  - pmx.multicluster contributors (@pmx-multicluster)
+version_added: 0.1.0
+'''
+
+EXAMPLES = r'''
+- name: One container per cluster, routed by name (prod-* to production, stg-* to staging)
+  pmx.multicluster.pmx_lxc:
+    hostname: "{{ item }}"
+    ostemplate: local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst
+    rootfs: local-lvm:8
+    cores: 2
+    memory: 1024
+    swap: 512
+    nets:
+      net0: name=eth0,bridge=vmbr0,ip=dhcp
+    features:
+      nesting: true
+    password: "{{ vault_ct_root_password }}"
+    ssh_public_keys: "{{ lookup('file', '~/.ssh/id_ed25519.pub') }}"
+    tags: [cache]
+    state: started
+  loop: [prod-cache02, stg-cache02]
+
+- name: Static address, a data volume and DNS, on a given node
+  pmx.multicluster.pmx_lxc:
+    cluster: staging
+    node: stg-pve2
+    hostname: stg-db02
+    ostemplate: local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst
+    rootfs: local-lvm:16
+    mounts:
+      mp0: local-lvm:64,mp=/var/lib/postgresql,backup=1
+    nets:
+      net0: name=eth0,bridge=vmbr0,ip=10.20.0.15/24,gw=10.20.0.1
+    nameserver: 10.20.0.2
+    searchdomain: stg.example.com
+    onboot: true
+
+- name: Clone a container template, then raise its memory
+  pmx.multicluster.pmx_lxc:
+    hostname: prod-proxy02
+    clone: prod-tpl-proxy
+    memory: 2048
+
+- name: Shut down, and stop hard after a minute
+  pmx.multicluster.pmx_lxc:
+    hostname: stg-proxy01
+    state: stopped
+    timeout: 60
+    force: true
+
+- name: Convert to a template
+  pmx.multicluster.pmx_lxc:
+    hostname: prod-tpl-proxy
+    state: template
+
+- name: Destroy a container
+  pmx.multicluster.pmx_lxc:
+    hostname: stg-old01
+    state: absent
+    purge: true
+'''
+
+RETURN = r'''
+cluster:
+  description: Cluster of the container (or where it would be created).
+  returned: always
+  type: str
+  sample: staging
+route_reason:
+  description: The routing rule that chose the cluster, such as V(explicit), V(pattern 'stg-*'), V(located) or V(default).
+  returned: always
+  type: str
+  sample: pattern 'stg-*'
+vmid:
+  description: The container's ID (in check mode, the one a new container would get).
+  returned: always
+  type: int
+  sample: 106
+name:
+  description: Hostname of the container.
+  returned: always
+  type: str
+  sample: stg-cache02
+node:
+  description: The container's node (or where it would be created); V(null) if it does not exist.
+  returned: always
+  type: str
+  sample: stg-pve1
+node_reason:
+  description: Why that node for a new container (V(explicit), V(cluster default node), V(most free memory),
+    V(clone source node)); otherwise V(null).
+  returned: always
+  type: str
+  sample: most free memory
+status:
+  description: The power state at the end (V(running) or V(stopped)), or V(absent).
+  returned: always
+  type: str
+  sample: stopped
+template:
+  description: True if the container is a template.
+  returned: unless O(state=absent)
+  type: bool
+pending:
+  description: Keys whose new values take effect at the container's next start.
+  returned: always
+  type: list
+  elements: str
+  sample: [rootfs]
+diff:
+  description:
+    - Before and after of the keys concerned; C(before) is empty for a new container and C(after) for
+      a destroyed one. Power changes appear as C(status), template conversion as C(template).
+  returned: always
+  type: dict
+  contains:
+    before:
+      description: Values before the task.
+      type: dict
+    after:
+      description: Values the task asked for.
+      type: dict
+  sample: {before: {memory: 512}, after: {memory: 1024}}
+tasks:
+  description: Proxmox tasks and requests run, in order.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    action:
+      description: One of V(create), V(clone), V(update), V(start), V(shutdown), V(stop), V(reboot), V(template), V(delete).
+      type: str
+    upid:
+      description: ID of the Proxmox task (V(null) for the synchronous configuration update).
+      type: str
+    exitstatus:
+      description: The task's exit status; V(OK) when it succeeded.
+      type: str
+clone_source:
+  type: dict
+  returned: when a container was (or in check mode would be) cloned
+  description: The template or container a new container was cloned from.
+  contains:
+    vmid:
+      description: Its ID.
+      type: int
+    name:
+      description: Its hostname.
+      type: str
+    node:
+      description: Its node.
+      type: str
+    template:
+      description: Whether it is a template.
+      type: bool
+forced:
+  description: True when the container did not shut down in time and was stopped hard (O(force=true)).
+  returned: when it happened
+  type: bool
+'''
+
+from ansible_collections.pmx.multicluster.plugins.module_utils.module import PmxModule, pmx_guest_argument_spec
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests import (
+    LXC, GuestManager, lifecycle_options, property_string, spec_from_params)
+
+# Module option -> PVE key (create parameter or config key); mounts and nets hold several keys each.
+LXC_KEYS = dict([(option, option) for option in (
+    'ostemplate', 'rootfs', 'mounts', 'nets', 'cores', 'memory', 'swap', 'unprivileged', 'features', 'nameserver',
+    'searchdomain', 'tags', 'description', 'onboot', 'password')] + [('ssh_public_keys', 'ssh-public-keys')])
+LXC_DICTS = ('mounts', 'nets')
+
+
+def argument_spec():
+    spec = pmx_guest_argument_spec()
+    spec.update(lifecycle_options())
+    spec.update(
+        hostname=dict(type='str', aliases=['name']),
+        ostemplate=dict(type='str'), rootfs=dict(type='str'), mounts=dict(type='dict'), nets=dict(type='dict'),
+        cores=dict(type='int'), memory=dict(type='int'), swap=dict(type='int'), unprivileged=dict(type='bool'),
+        features=dict(type='raw'), nameserver=dict(type='str'), searchdomain=dict(type='str'),
+        tags=dict(type='list', elements='str'), description=dict(type='str'), onboot=dict(type='bool'),
+        password=dict(type='str', no_log=True), ssh_public_keys=dict(type='str', no_log=True),
+    )
+    return spec
+
+
+def ensure_container(pmx):
+    """Bring the container to the requested state; the core's warnings become Ansible warnings."""
+    params = dict(pmx.params, features=property_string(pmx.params['features']))
+    manager = GuestManager(pmx.registry, LXC, check_mode=pmx.check_mode)
+    result = manager.ensure(params['state'], spec_from_params(LXC, params, params['hostname'], LXC_KEYS, LXC_DICTS))
+    list(map(pmx.module.warn, result.pop('warnings', [])))
+    return result
+
+
+def main():
+    PmxModule(argument_spec=argument_spec(), supports_check_mode=True,
+              required_one_of=[('hostname', 'vmid')]).run(ensure_container)
+
+
+if __name__ == '__main__':
+    main()
