@@ -150,3 +150,30 @@ def fresh_config(fresh_lab):
     """The RegistryConfig of ``fresh_lab``, read from its .env (ignoring PROXMOX_* of this process)."""
     from ansible_collections.pmx.multicluster.plugins.module_utils.config import load_config
     return load_config(environ={}, env_file=fresh_lab.env_file)
+
+
+def run_steps(lab, tmp_path, module, steps, *args):
+    """Run ``module`` once per step in one ansible-playbook; a step is (name, params[, task keywords]).
+
+    Each step's result is registered under its name.
+    """
+    body = []
+    for step in steps:
+        task = {'name': step[0], module: step[1], 'register': step[0]}
+        task.update(step[2] if len(step) > 2 else {})
+        body.append(task)
+    return run_play(tmp_path, body, env_file=lab.env_file, args=list(args))
+
+
+def task_actions(res):
+    """The actions a guest module reports it ran (clone, update, start...)."""
+    return [t['action'] for t in res['tasks']]
+
+
+def failed_message(result, name):
+    """The message of a task that had to fail cleanly: failed, and no traceback anywhere."""
+    res = result[name]
+    assert res['failed'] is True, res
+    # ansible-core 2.19 always registers an `exception` summary; it must not hold a Python traceback.
+    assert 'Traceback' not in result.output and 'Traceback' not in json.dumps(res), result.output
+    return res['msg']

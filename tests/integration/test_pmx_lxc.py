@@ -7,7 +7,7 @@ proven harmless by reading the fake's state directly.
 import copy
 import json
 
-from conftest import lab_secrets, run_play
+from conftest import failed_message, lab_secrets, run_steps, task_actions
 
 CT = 'pmx.multicluster.pmx_lxc'
 TEMPLATE = 'debian-12-standard_12.7-1_amd64.tar.zst'
@@ -32,25 +32,8 @@ def snapshot(lab):
 
 
 def play(lab, tmp_path, tasks, *args):
-    """Run tasks in one ansible-playbook; each step is (name, params[, task keywords])."""
-    body = []
-    for step in tasks:
-        task = {'name': step[0], CT: step[1], 'register': step[0]}
-        task.update(step[2] if len(step) > 2 else {})
-        body.append(task)
-    return run_play(tmp_path, body, env_file=lab.env_file, args=list(args))
+    return run_steps(lab, tmp_path, CT, tasks, *args)
 
-
-def actions(res):
-    return [t['action'] for t in res['tasks']]
-
-
-def failure(result, name):
-    """The message of a task that had to fail cleanly: failed, no traceback."""
-    res = result[name]
-    assert res['failed'] is True, res
-    assert 'Traceback' not in result.output and 'Traceback' not in json.dumps(res), result.output
-    return res['msg']
 
 
 def with_template(lab, *clusters):
@@ -92,7 +75,7 @@ def test_create_by_pattern_check_apply_check_apply(fresh_lab, tmp_path):
         ('prod_again', new_ct('prod-ct01')), ('stg_again', new_ct('stg-ct01'))], '-vvv')
     assert runs.rc == 0, runs.output
     for lab_cluster, res, other in ((prod, runs['prod'], 'stg-ct01'), (stg, runs['stg'], 'prod-ct01')):
-        assert res['changed'] is True and actions(res) == ['create'] and res['node_reason'] == 'most free memory'
+        assert res['changed'] is True and task_actions(res) == ['create'] and res['node_reason'] == 'most free memory'
         ct = ct_named(lab_cluster, res['name'])
         assert ct is not None and ct.vmid == res['vmid'] and ct.node == res['node'] and ct.status == 'stopped'
         cfg = ct.config
@@ -144,7 +127,7 @@ def test_update_power_template_clone_absent(fresh_lab, tmp_path):
     assert result.rc == 0, result.output
 
     apply = result['apply']
-    assert apply['changed'] is True and actions(apply) == ['update'] and apply['pending'] == []
+    assert apply['changed'] is True and task_actions(apply) == ['update'] and apply['pending'] == []
     assert '-    "memory": 512' in result.stdout and '+    "memory": 1024' in result.stdout
     assert str(ct.config['memory']) == '1024' and str(ct.config['cores']) == '2'
     assert result['apply_check']['changed'] is False and result['apply_again']['changed'] is False
@@ -155,7 +138,7 @@ def test_update_power_template_clone_absent(fresh_lab, tmp_path):
                 'template_again': (False, 'stopped', [])}
     for name, want in expected.items():
         res = result[name]
-        assert (res['changed'], res['status'], actions(res)) == want, (name, res)
+        assert (res['changed'], res['status'], task_actions(res)) == want, (name, res)
     assert result['template_again']['template'] is True and ct.template
     assert ct.config['rootfs'].startswith('local-lvm:basevol-105-disk-0')
 
@@ -163,12 +146,12 @@ def test_update_power_template_clone_absent(fresh_lab, tmp_path):
     assert result['clone_check']['changed'] is True and result['clone_check']['clone_source'] == {
         'vmid': 105, 'name': 'prod-proxy01', 'node': 'prod-pve1', 'template': True}
     res = result['clone']
-    assert res['changed'] is True and actions(res) == ['clone', 'update', 'start'], res
+    assert res['changed'] is True and task_actions(res) == ['clone', 'update', 'start'], res
     assert res['vmid'] == 106 and res['node'] == 'prod-pve1' and res['node_reason'] == 'clone source node'
     assert res['status'] == 'running' and result['clone_again']['changed'] is False
     # absent: check mode deleted nothing; the real run stopped and destroyed the running clone.
     assert result['absent_check']['changed'] is True and result['absent_check']['tasks'] == []
-    assert actions(result['absent']) == ['stop', 'delete']
+    assert task_actions(result['absent']) == ['stop', 'delete']
     assert result['absent']['diff']['before']['hostname'] == 'prod-proxy02'
     assert str(result['absent']['diff']['before']['memory']) == '2048'
     assert pve.ct(106) is None and result['absent_again']['changed'] is False
@@ -184,10 +167,10 @@ def test_stop_with_force(fresh_lab, tmp_path):
         ('stuck', {'name': 'stg-cache01', 'state': 'stopped', 'timeout': 3}, MAY_FAIL),
         ('forced', {'name': 'stg-cache01', 'state': 'stopped', 'timeout': 3, 'force': True})])
     assert result.rc == 0, result.output
-    msg = failure(result, 'stuck')
+    msg = failed_message(result, 'stuck')
     assert "container 'stg-cache01' (vmid 104) did not shut down within 3s" in msg and 'force: true' in msg
     forced = result['forced']
-    assert forced['forced'] is True and actions(forced) == ['shutdown', 'stop'] and pve.ct(104).status == 'stopped'
+    assert forced['forced'] is True and task_actions(forced) == ['shutdown', 'stop'] and pve.ct(104).status == 'stopped'
 
 
 # ------------------------------------------------------------------ failures: clear, nothing half-done
@@ -204,15 +187,15 @@ def test_bad_input_errors(fresh_lab, tmp_path):
         ('unknown_source', {'hostname': 'prod-ct09', 'clone': 'prod-tpl-nothere'}, MAY_FAIL),
         ('flip', {'hostname': 'prod-cache01', 'unprivileged': False})])
     assert result.rc == 0, result.output
-    msg = failure(result, 'no_template')
+    msg = failed_message(result, 'no_template')
     assert "container 'prod-ct09' does not exist, and a new container needs ostemplate (or clone" in msg, msg
-    msg = failure(result, 'missing_template')
+    msg = failed_message(result, 'missing_template')
     assert "volume 'local:vztmpl/nothere_12_amd64.tar.zst' does not exist" in msg, msg
-    msg = failure(result, 'bad_size')
+    msg = failed_message(result, 'bad_size')
     assert 'rootfs' in msg and 'lots' in msg, msg
-    msg = failure(result, 'bad_storage')
+    msg = failed_message(result, 'bad_storage')
     assert "storage 'nosuch' does not exist" in msg, msg
-    assert "clone source 'prod-tpl-nothere' not found" in failure(result, 'unknown_source')
+    assert "clone source 'prod-tpl-nothere' not found" in failed_message(result, 'unknown_source')
     assert result['flip']['changed'] is False
     assert 'unprivileged is 1 and cannot be changed after creation' in result.output
     assert snapshot(fresh_lab) == before and ct_named(fresh_lab.clusters['production'], 'prod-ct09') is None
@@ -232,11 +215,12 @@ def test_locked_container_and_failed_task(fresh_lab, tmp_path):
         ('start', {'name': 'prod-proxy01', 'state': 'started'}, MAY_FAIL)])
     assert result.rc == 0, result.output
     assert result['waited']['changed'] is True and str(pve.ct(105).config['memory']) == '768'
-    msg = failure(result, 'locked')
+    msg = failed_message(result, 'locked')
     assert "container 'prod-cache01' (vmid 104) is locked (backup) and stayed locked for 2s" in msg, msg
     assert "'pct unlock 104'" in msg
-    assert 'is locked (backup)' in failure(result, 'locked_stop')
+    assert 'is locked (backup)' in failed_message(result, 'locked_stop')
     assert str(pve.ct(104).config['memory']) == '1024' and pve.ct(104).status == 'running'
-    msg = failure(result, 'start')
+    msg = failed_message(result, 'start')
     assert 'task vzstart on node prod-pve1 failed: startup for container 105 failed' in msg, msg
     assert pve.ct(105).status == 'stopped'
+

@@ -9,7 +9,7 @@ import copy
 import json
 import re
 
-from conftest import REPO, lab_secrets, run_play, run_playbook
+from conftest import REPO, failed_message, lab_secrets, run_playbook, run_steps, task_actions
 
 VM = 'pmx.multicluster.pmx_vm'
 
@@ -28,32 +28,13 @@ def snapshot(lab):
 
 
 def play(lab, tmp_path, tasks, *args):
-    """Run tasks in one ansible-playbook; each step is (name, params[, task keywords])."""
-    body = []
-    for step in tasks:
-        name, params = step[0], step[1]
-        task = {'name': name, VM: params, 'register': name}
-        task.update(step[2] if len(step) > 2 else {})
-        body.append(task)
-    return run_play(tmp_path, body, env_file=lab.env_file, args=list(args))
+    return run_steps(lab, tmp_path, VM, tasks, *args)
 
 
 CHECK = {'check_mode': True}
 DIFF = {'diff': True}
 MAY_FAIL = {'ignore_errors': True}
 
-
-def actions(res):
-    return [t['action'] for t in res['tasks']]
-
-
-def failure(result, name):
-    """The message of a task that had to fail cleanly: failed, no traceback."""
-    res = result[name]
-    assert res['failed'] is True, res
-    # ansible-core 2.19 always registers an `exception` summary; it must not hold a Python traceback.
-    assert 'Traceback' not in result.output and 'Traceback' not in json.dumps(res), result.output
-    return res['msg']
 
 
 # ------------------------------------------------------------------ create, routed by name
@@ -86,7 +67,7 @@ def test_create_by_pattern_check_apply_check_apply(fresh_lab, tmp_path):
     for lab_cluster, res, other in ((prod, runs['prod'], 'stg-app01'), (stg, runs['stg'], 'prod-app01')):
         vm = vm_named(lab_cluster, res['name'])
         assert vm is not None and vm.vmid == res['vmid'] and vm.node == res['node']
-        assert res['node_reason'] == 'most free memory' and actions(res) == ['create']
+        assert res['node_reason'] == 'most free memory' and task_actions(res) == ['create']
         assert str(vm.config['cores']) == '2' and str(vm.config['memory']) == '2048'
         assert vm.config['net0'].startswith('virtio=') and 'bridge=vmbr0' in vm.config['net0']
         assert vm.config['scsi0'].startswith('local-lvm:vm-%d-disk-0' % vm.vmid)
@@ -142,11 +123,11 @@ def test_update_check_diff_apply_and_pending(fresh_lab, tmp_path):
     assert '"net0": "virtio=%s,bridge=vmbr1,firewall=1"' % mac in result.stdout  # the MAC was kept
     # Running: PVE keeps the changes pending until the next boot, and the module says so.
     assert apply['pending'] == ['cores', 'memory', 'net0'] and apply['status'] == 'running'
-    assert actions(apply) == ['update']
+    assert task_actions(apply) == ['update']
     for name in ('check', 'again'):
         assert result[name]['changed'] is False and result[name]['pending'] == ['cores', 'memory', 'net0']
     # restart_on_change: the pending changes are applied by a reboot, once.
-    assert result['restart']['changed'] is True and actions(result['restart']) == ['reboot']
+    assert result['restart']['changed'] is True and task_actions(result['restart']) == ['reboot']
     assert result['restart']['pending'] == [] and vm.pending == {}
     assert result['restart_again']['changed'] is False
     assert str(vm.config['cores']) == '4' and str(vm.config['memory']) == '8192' and vm.status == 'running'
@@ -202,7 +183,7 @@ def test_clone_from_template_by_name(fresh_lab, tmp_path):
                                         ('linked', linked)])
     assert result.rc == 0, result.output
     apply = result['apply']
-    assert apply['changed'] is True and actions(apply) == ['clone', 'update']
+    assert apply['changed'] is True and task_actions(apply) == ['clone', 'update']
     clone = vm_named(fresh_lab.clusters['production'], 'prod-clone01')
     assert clone.vmid == apply['vmid'] == 106 and clone.node == 'prod-pve2' == apply['node']
     assert apply['node_reason'] == 'clone source node'
@@ -242,15 +223,15 @@ def test_power_cycle_template_and_absent(fresh_lab, tmp_path):
     assert result.rc == 0, result.output
     for name, state, changed, status, done in steps:
         res = result[name]
-        assert (res['changed'], res['status'], actions(res)) == (changed, status, done), (name, res)
+        assert (res['changed'], res['status'], task_actions(res)) == (changed, status, done), (name, res)
     assert result['template_again']['template'] is True and vm.template and vm.status == 'stopped'
     assert result['reboot']['diff'] == {'before': {'status': 'running'}, 'after': {'status': 'running'}}
     assert result['stop']['diff'] == {'before': {'status': 'running'}, 'after': {'status': 'stopped'}}
-    assert 'is a template; a template cannot be started' in failure(result, 'start_template')
+    assert 'is a template; a template cannot be started' in failed_message(result, 'start_template')
 
     # Check mode deleted nothing: the real run after it still found the running VM, stopped and deleted it.
     assert result['absent_check']['changed'] is True and result['absent_check']['tasks'] == []
-    assert result['absent']['changed'] is True and actions(result['absent']) == ['stop', 'delete']
+    assert result['absent']['changed'] is True and task_actions(result['absent']) == ['stop', 'delete']
     assert result['absent']['diff']['after'] == {} and result['absent']['diff']['before']['name'] == 'stg-web01'
     assert pve.vm(100) is None
     assert not [v for v in pve.storages['local-lvm'].get('volumes', {}) if 'vm-100-' in v]
@@ -272,11 +253,11 @@ def test_stop_slow_shutdown_and_force(fresh_lab, tmp_path):
         ('forced', {'name': 'prod-web02', 'state': 'stopped', 'timeout': 5, 'force': True})])
     assert result.rc == 0, result.output
     assert result['slow']['changed'] is True and 'forced' not in result['slow'] and slow.status == 'stopped'
-    msg = failure(result, 'stuck')
+    msg = failed_message(result, 'stuck')
     assert "VM 'prod-web02' (vmid 101) did not shut down within 5s" in msg and 'force: true' in msg
     assert 'VM quit/powerdown failed - got timeout' in msg
     forced = result['forced']
-    assert forced['changed'] is True and forced['forced'] is True and actions(forced) == ['shutdown', 'stop']
+    assert forced['changed'] is True and forced['forced'] is True and task_actions(forced) == ['shutdown', 'stop']
     assert forced['tasks'][0]['exitstatus'] == 'VM quit/powerdown failed - got timeout'
     assert stuck.status == 'stopped'
 
@@ -298,11 +279,11 @@ def test_ambiguous_and_duplicate_names(fresh_lab, tmp_path):
         ('disagree', {'name': 'prod-web01', 'vmid': 101, 'memory': 1024}, MAY_FAIL),
         ('explicit', {'name': 'shared-app', 'cluster': 'staging', 'memory': 1024}, CHECK)])
     assert result.rc == 0, result.output
-    msg = failure(result, 'ambiguous')
+    msg = failed_message(result, 'ambiguous')
     assert "a guest with name 'shared-app' exists in several clusters: production, staging" in msg
     assert 'Give cluster: explicitly' in msg
-    assert "cluster 'production' has 2 VMs named 'prod-dup01' (vmids 301, 302)" in failure(result, 'duplicate')
-    assert "vmid 101 is named 'prod-web02', not 'prod-web01'" in failure(result, 'disagree')
+    assert "cluster 'production' has 2 VMs named 'prod-dup01' (vmids 301, 302)" in failed_message(result, 'duplicate')
+    assert "vmid 101 is named 'prod-web02', not 'prod-web01'" in failed_message(result, 'disagree')
     assert snapshot(fresh_lab) == before
     # With cluster given, the same name is fine.
     assert result['explicit']['cluster'] == 'staging' and result['explicit']['route_reason'] == 'explicit'
@@ -318,14 +299,14 @@ def test_unknown_template_and_invalid_parameter(fresh_lab, tmp_path):
         ('unknown_cluster', {'name': 'prod-web01', 'cluster': 'prodution', 'memory': 1024}, MAY_FAIL)])
     assert result.rc == 0, result.output
     assert "clone source 'prod-tpl-nothere' not found; templates there: prod-tpl-debian12" \
-        in failure(result, 'unknown')
+        in failed_message(result, 'unknown')
     # PVE's 400 message is passed through, with the field.
-    msg = failure(result, 'invalid_create')
+    msg = failed_message(result, 'invalid_create')
     assert 'POST /nodes/prod-pve1/qemu failed (HTTP 400 Parameter verification failed.)' in msg and 'cores:' in msg
-    msg = failure(result, 'invalid_update')
+    msg = failed_message(result, 'invalid_update')
     assert 'HTTP 400 Parameter verification failed.' in msg and 'vga:' in msg, msg
-    assert "the VM key 'memory' is given twice (in memory and in config)" in failure(result, 'twice')
-    assert "Did you mean 'production'?" in failure(result, 'unknown_cluster')
+    assert "the VM key 'memory' is given twice (in memory and in config)" in failed_message(result, 'twice')
+    assert "Did you mean 'production'?" in failed_message(result, 'unknown_cluster')
     assert snapshot(fresh_lab) == before and vm_named(fresh_lab.clusters['production'], 'prod-new01') is None
 
 
@@ -339,14 +320,14 @@ def test_task_error_and_half_done_clone_converges(fresh_lab, tmp_path):
         ('start', {'name': 'prod-batch01', 'state': 'started'}, MAY_FAIL),
         ('half', half, MAY_FAIL), ('converge', half), ('converged', half)])
     assert result.rc == 0, result.output
-    msg = failure(result, 'start')
+    msg = failed_message(result, 'start')
     assert "task qmstart on node prod-pve1 failed: QEMU exited with code 1" in msg, msg
     assert 'Last log lines:' in msg and 'TASK ERROR: QEMU exited with code 1' in msg
     assert pve.vm(103).status == 'stopped'
 
-    assert 'disk full (injected)' in failure(result, 'half')
+    assert 'disk full (injected)' in failed_message(result, 'half')
     converge = result['converge']
-    assert converge['changed'] is True and converge['vmid'] == 106 and actions(converge) == ['update']
+    assert converge['changed'] is True and converge['vmid'] == 106 and task_actions(converge) == ['update']
     assert result['converged']['changed'] is False
     assert str(vm_named(fresh_lab.clusters['production'], 'prod-half01').config['cores']) == '8'  # and only one
 
@@ -365,9 +346,9 @@ def test_locked_vm_is_waited_for_then_fails(fresh_lab, tmp_path):
         ('locked_stop', {'name': 'prod-db01', 'state': 'stopped', 'timeout': 2}, MAY_FAIL)])
     assert result.rc == 0, result.output
     assert result['waited']['changed'] is True and str(pve.vm(103).config['memory']) == '3072'
-    msg = failure(result, 'locked')
+    msg = failed_message(result, 'locked')
     assert "VM 'prod-db01' (vmid 102) is locked (backup) and stayed locked for 2s; nothing was changed" in msg
-    assert 'is locked (backup)' in failure(result, 'locked_stop')
+    assert 'is locked (backup)' in failed_message(result, 'locked_stop')
     assert str(pve.vm(102).config['memory']) == '8192' and pve.vm(102).status == 'running'
 
 
@@ -381,8 +362,9 @@ def test_node_offline(fresh_lab, tmp_path):
         ('auto', {'name': 'prod-new01', 'memory': 1024}, CHECK)])
     assert result.rc == 0, result.output
     assert "cluster 'production': node 'prod-pve1' of VM 'prod-web01' (vmid 100) is offline" \
-        in failure(result, 'on_offline')
-    assert "node 'prod-pve1' is offline" in failure(result, 'to_offline')
+        in failed_message(result, 'on_offline')
+    assert "node 'prod-pve1' is offline" in failed_message(result, 'to_offline')
     assert snapshot(fresh_lab) == before
     # Chosen automatically, a new VM goes to an online node.
     assert result['auto']['node'] in ('prod-pve2', 'prod-pve3') and result['auto']['node_reason'] == 'most free memory'
+
