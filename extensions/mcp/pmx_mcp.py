@@ -56,9 +56,9 @@ from pydantic import Field  # noqa: E402
 
 from ansible_collections.pmx.multicluster.plugins.module_utils import snapshots  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.config import load_config  # noqa: E402
-from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ClusterError, ConfigError  # noqa: E402
-from ansible_collections.pmx.multicluster.plugins.module_utils.guests import (  # noqa: E402
-    LXC, QEMU, DuplicateGuestError, GuestManager, GuestNotFoundError, GuestSpec)
+from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (  # noqa: E402
+    ClusterError, ConfigError, DuplicateGuestError, GuestNotFoundError)
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests import LXC, QEMU, GuestManager, GuestSpec  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.registry import ClusterRegistry  # noqa: E402
 # pylint: enable=wrong-import-position
 

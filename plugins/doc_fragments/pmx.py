@@ -24,7 +24,7 @@ options:
     type: path
   clusters:
     description:
-      - Cluster definitions given in the task. Each entry adds a cluster, or overrides single
+      - Cluster definitions given in the task (or the inventory file). Each entry adds a cluster, or overrides single
         settings of a cluster of the same name defined by variables.
       - Use Ansible Vault for O(clusters[].token_secret).
     type: list
@@ -78,13 +78,19 @@ options:
       - Overrides E(PROXMOX_DEFAULT_CLUSTER); the default is the first configured cluster.
     type: str
 notes:
-  - The modules talk to the Proxmox VE API from the controller; run them on C(localhost) and set
-    C(ansible_python_interpreter) to the value of C(ansible_playbook_python) so they run in the
-    Python that has proxmoxer installed.
   - TLS certificates are verified unless a cluster sets C(VERIFY_SSL=false).
   - Token secrets are never returned, logged or shown in error messages.
 requirements:
   - proxmoxer >= 2.0
   - requests
   - python-dotenv
+'''
+
+    # For modules only: where they run.
+    MODULES = r'''
+options: {}
+notes:
+  - The modules talk to the Proxmox VE API from the controller; run them on C(localhost) and set
+    C(ansible_python_interpreter) to the value of C(ansible_playbook_python) so they run in the
+    Python that has proxmoxer installed.
 '''

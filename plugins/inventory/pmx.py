@@ -15,7 +15,8 @@ description:
   - Lists the virtual machines and containers of every configured Proxmox VE cluster (or of those
     selected by O(include_clusters)) from one inventory file whose name ends in C(.pmx.yml) or C(.pmx.yaml).
   - Reads the same configuration as the modules of this collection (environment, C(.env) file,
-    or O(clusters) given in the file), through the same cluster registry and API client.
+    or O(clusters) given in the file), through the same cluster registry and API client. Values of
+    O(clusters) may be Jinja templates or vault-encrypted (C(!vault)).
   - By default it makes B(one) API request per cluster, C(GET /cluster/resources?type=vm), all clusters
     at once. Per-guest requests are made only for O(want_config) and O(want_ips), concurrently with at most
     O(max_workers) requests in flight per cluster.
@@ -33,12 +34,9 @@ description:
     clusters (or twice in one cluster), none replaces another: each of those guests is named
     C(<name>.<cluster>), and if that is still not unique, C(<name>.<cluster>.<vmid>). A warning lists them."
 extends_documentation_fragment:
+  - pmx.multicluster.pmx
   - constructed
   - inventory_cache
-requirements:
-  - proxmoxer >= 2.0
-  - requests
-  - python-dotenv
 options:
   plugin:
     description: The name of this plugin; makes the file an inventory source of this plugin.
@@ -51,53 +49,6 @@ options:
       - A relative path is relative to the directory of the inventory file; C(~) is expanded.
       - If not set, the environment variable E(PROXMOX_ENV_FILE) is used; with neither, only the process
         environment and O(clusters) are read.
-    type: str
-  clusters:
-    description:
-      - Cluster definitions, with the same names as the C(clusters) option of the modules. Each entry adds a
-        cluster, or overrides single settings of a cluster of the same name defined by variables.
-      - Values may be Jinja templates or vault-encrypted (C(!vault)); use Ansible Vault for O(clusters[].token_secret).
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      name:
-        description: Cluster name.
-        type: str
-        required: true
-      api_url:
-        description: API URL(s) such as V(https://pve1.example.com:8006); several for failover.
-        type: list
-        elements: str
-      token_id:
-        description: API token id, C(user@realm!tokenname).
-        type: str
-      token_secret:
-        description: API token secret. Never put into a host variable or shown.
-        type: str
-      verify_ssl:
-        description: Verify the TLS certificate (the default).
-        type: bool
-      ca_bundle:
-        description: CA certificate(s) to verify the cluster's certificate with.
-        type: path
-      timeout:
-        description: Seconds to wait for an API answer (default V(10)).
-        type: float
-      region:
-        description: Region metadata (host variable C(pmx_region), group C(pmx_region_<region>)).
-        type: str
-      tier:
-        description: Tier metadata (host variable C(pmx_tier), group C(pmx_tier_<tier>)).
-        type: str
-      patterns:
-        description: Guest name globs routed to this cluster by the modules; not used for listing.
-        type: list
-        elements: str
-  default_cluster:
-    description:
-      - The default cluster, as for the modules (overrides E(PROXMOX_DEFAULT_CLUSTER)). The inventory lists every
-        selected cluster anyway; a name that is not configured is an error.
     type: str
   include_clusters:
     description:

@@ -917,18 +917,6 @@ class GuestManager:
 STATES = ('present', 'absent', 'started', 'stopped', 'restarted', 'template')
 
 
-def lifecycle_options() -> Dict[str, Dict]:
-    """Argument-spec entries of the lifecycle options every guest module has, beside its config options."""
-    table = (('vmid', 'int', None), ('node', 'str', None), ('clone', 'str', None), ('full', 'bool', None),
-             ('target_storage', 'str', None), ('pool', 'str', None), ('config', 'dict', None),
-             ('purge', 'bool', False), ('force', 'bool', False), ('restart_on_change', 'bool', False),
-             ('update', 'bool', True))
-    spec = dict((name, dict(type=kind) if default is None else dict(type=kind, default=default))
-                for name, kind, default in table)
-    spec['state'] = dict(type='str', default='present', choices=list(STATES))
-    return spec
-
-
 def property_string(value: Any) -> Any:
     """A dict of properties (``{nesting: true, keyctl: 1}``) as PVE's ``keyctl=1,nesting=1``; text unchanged."""
     if isinstance(value, dict):

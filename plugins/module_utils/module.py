@@ -22,11 +22,13 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.errors import Clu
 try:
     from ansible_collections.pmx.multicluster.plugins.module_utils.client import HAS_DEPS, IMPORT_ERROR
     from ansible_collections.pmx.multicluster.plugins.module_utils.config import load_config
+    from ansible_collections.pmx.multicluster.plugins.module_utils.guests import STATES
     from ansible_collections.pmx.multicluster.plugins.module_utils.registry import ClusterRegistry
     IMPORT_TRACEBACK = None if HAS_DEPS else str(IMPORT_ERROR)
 except ImportError:  # pragma: no cover - only without the controller requirements
     HAS_DEPS = False
     IMPORT_TRACEBACK = traceback.format_exc()
+    STATES = ()
 
 
 def pmx_argument_spec():
@@ -53,10 +55,22 @@ def pmx_argument_spec():
 
 
 def pmx_guest_argument_spec():
-    """Options every guest module (pmx_vm, pmx_lxc) shares beside the connection options."""
+    """Options every guest module (pmx_vm, pmx_lxc) shares beside the connection and config options."""
     return dict(
         cluster=dict(type='str'),
+        vmid=dict(type='int'),
+        state=dict(type='str', default='present', choices=list(STATES)),
+        node=dict(type='str'),
+        clone=dict(type='str'),
+        full=dict(type='bool'),
+        target_storage=dict(type='str'),
+        pool=dict(type='str'),
+        config=dict(type='dict'),
+        purge=dict(type='bool', default=False),
+        force=dict(type='bool', default=False),
         timeout=dict(type='int', default=300),
+        restart_on_change=dict(type='bool', default=False),
+        update=dict(type='bool', default=True),
     )
 
 
@@ -95,13 +109,18 @@ class PmxModule:
         return self._registry
 
     def run(self, func):
-        """``exit_json(**func(self))``; a ClusterError becomes ``fail_json`` with its message."""
+        """``exit_json(**func(self))``; a ClusterError becomes ``fail_json`` with its message.
+
+        A ``warnings`` list in the result (the core's non-fatal findings) becomes Ansible warnings.
+        """
         error = None
         try:
             result = func(self)
         except ClusterError as exc:
             error = exc
         if error is None:
+            for warning in result.pop('warnings', None) or []:
+                self.module.warn(warning)
             self.module.exit_json(**result)
         # Outside the except block: a foreseeable error is a message, not a traceback
         # (ansible-core 2.19 attaches the exception being handled to fail_json).

@@ -23,6 +23,7 @@ author:
   - pmx.multicluster contributors (@pmx-multicluster)
 extends_documentation_fragment:
   - pmx.multicluster.pmx
+  - pmx.multicluster.pmx.modules
 attributes:
   check_mode:
     support: full

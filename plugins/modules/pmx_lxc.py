@@ -191,6 +191,7 @@ attributes:
     support: full
 extends_documentation_fragment:
   - pmx.multicluster.pmx
+  - pmx.multicluster.pmx.modules
 author:
   - pmx.multicluster contributors (@pmx-multicluster)
 version_added: 0.1.0
@@ -356,7 +357,7 @@ forced:
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.module import PmxModule, pmx_guest_argument_spec
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests import (
-    LXC, GuestManager, lifecycle_options, property_string, spec_from_params)
+    LXC, GuestManager, property_string, spec_from_params)
 
 # Module option -> PVE key (create parameter or config key); mounts and nets hold several keys each.
 LXC_KEYS = dict([(option, option) for option in (
@@ -367,7 +368,6 @@ LXC_DICTS = ('mounts', 'nets')
 
 def argument_spec():
     spec = pmx_guest_argument_spec()
-    spec.update(lifecycle_options())
     spec.update(
         hostname=dict(type='str', aliases=['name']),
         ostemplate=dict(type='str'), rootfs=dict(type='str'), mounts=dict(type='dict'), nets=dict(type='dict'),
@@ -380,12 +380,10 @@ def argument_spec():
 
 
 def ensure_container(pmx):
-    """Bring the container to the requested state; the core's warnings become Ansible warnings."""
+    """Bring the container to the requested state."""
     params = dict(pmx.params, features=property_string(pmx.params['features']))
     manager = GuestManager(pmx.registry, LXC, check_mode=pmx.check_mode)
-    result = manager.ensure(params['state'], spec_from_params(LXC, params, params['hostname'], LXC_KEYS, LXC_DICTS))
-    list(map(pmx.module.warn, result.pop('warnings', [])))
-    return result
+    return manager.ensure(params['state'], spec_from_params(LXC, params, params['hostname'], LXC_KEYS, LXC_DICTS))
 
 
 def main():

@@ -28,6 +28,7 @@ author:
   - pmx.multicluster contributors (@pmx-multicluster)
 extends_documentation_fragment:
   - pmx.multicluster.pmx
+  - pmx.multicluster.pmx.modules
 attributes:
   check_mode:
     support: full
@@ -364,11 +365,12 @@ forced:
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.module import PmxModule, pmx_guest_argument_spec
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests import (
-    QEMU, GuestManager, GuestSpec, desired_config)
+    QEMU, GuestManager, spec_from_params)
 
 # Options that are PVE config keys of the same name; the dict options hold several keys each.
-CONFIG_OPTIONS = ('cores', 'sockets', 'memory', 'cpu', 'ostype', 'scsihw', 'ciuser', 'cipassword', 'sshkeys',
-                  'tags', 'description', 'onboot', 'agent', 'boot', 'disks', 'nets', 'ipconfig')
+CONFIG_OPTIONS = dict((option, option) for option in (
+    'cores', 'sockets', 'memory', 'cpu', 'ostype', 'scsihw', 'ciuser', 'cipassword', 'sshkeys',
+    'tags', 'description', 'onboot', 'agent', 'boot', 'disks', 'nets', 'ipconfig'))
 DICT_OPTIONS = ('disks', 'nets', 'ipconfig')
 
 
@@ -376,13 +378,6 @@ def argument_spec():
     spec = pmx_guest_argument_spec()
     spec.update(
         name=dict(type='str'),
-        vmid=dict(type='int'),
-        state=dict(type='str', default='present',
-                   choices=['present', 'absent', 'started', 'stopped', 'restarted', 'template']),
-        node=dict(type='str'),
-        clone=dict(type='str'),
-        full=dict(type='bool'),
-        target_storage=dict(type='str'),
         cores=dict(type='int'),
         sockets=dict(type='int'),
         memory=dict(type='int'),
@@ -397,31 +392,18 @@ def argument_spec():
         ipconfig=dict(type='dict'),
         tags=dict(type='list', elements='str'),
         description=dict(type='str'),
-        pool=dict(type='str'),
         onboot=dict(type='bool'),
         agent=dict(type='bool'),
         boot=dict(type='str'),
-        config=dict(type='dict'),
-        purge=dict(type='bool', default=False),
-        force=dict(type='bool', default=False),
-        restart_on_change=dict(type='bool', default=False),
-        update=dict(type='bool', default=True),
     )
     return spec
 
 
 def ensure_vm(pmx):
+    """Bring the VM to the requested state."""
     params = pmx.params
-    spec = GuestSpec(
-        name=params['name'], vmid=params['vmid'], cluster=params['cluster'], node=params['node'],
-        config=desired_config(QEMU, dict((k, params[k]) for k in CONFIG_OPTIONS), DICT_OPTIONS, params['config']),
-        pool=params['pool'], clone=params['clone'], full=params['full'], target_storage=params['target_storage'],
-        timeout=params['timeout'], force=params['force'], purge=params['purge'],
-        restart_on_change=params['restart_on_change'], update=params['update'])
-    result = GuestManager(pmx.registry, QEMU, check_mode=pmx.check_mode).ensure(params['state'], spec)
-    for warning in result.pop('warnings', []):
-        pmx.module.warn(warning)
-    return result
+    manager = GuestManager(pmx.registry, QEMU, check_mode=pmx.check_mode)
+    return manager.ensure(params['state'], spec_from_params(QEMU, params, params['name'], CONFIG_OPTIONS, DICT_OPTIONS))
 
 
 def main():
