@@ -24,7 +24,7 @@ __metaclass__ = type
 import html
 import re
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.config import ClusterConfig
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
@@ -287,9 +287,14 @@ class PveClient:
                 self.cluster.name, upid, exitstatus, log)
         return status
 
-    def run_task(self, method: str, path: str, timeout: float = DEFAULT_TASK_TIMEOUT, **params) -> Dict:
-        """Call an endpoint that starts a task and wait for it; returns the task status (with ``upid``)."""
-        upid = self.request(method, path, **params)
+    def run_task(self, method: str, path: str, params: Optional[Dict] = None,
+                 timeout: float = DEFAULT_TASK_TIMEOUT) -> Dict:
+        """Call an endpoint that starts a task and wait for it; returns the task status (with ``upid``).
+
+        The API parameters are a dict, so that PVE's own ``timeout`` parameter (of a shutdown, say)
+        never collides with how long to wait for the task.
+        """
+        upid = self.request(method, path, **(params or {}))
         if not (isinstance(upid, str) and upid.startswith('UPID:')):
             return {'upid': None, 'status': 'stopped', 'exitstatus': 'OK', 'data': upid}
         status = dict(self.wait_task(upid, timeout))

@@ -610,13 +610,7 @@ class GuestManager:
         path = self._path(guest['node'], guest['vmid'], tail)
 
         def run(remaining):
-            # Not client.run_task: its own ``timeout`` argument would shadow PVE's ``timeout`` parameter.
-            upid = client.request(method, path, **params)
-            if not (isinstance(upid, str) and upid.startswith('UPID:')):
-                return {'upid': None, 'status': 'stopped', 'exitstatus': 'OK', 'data': upid}
-            status = dict(client.wait_task(upid, remaining + margin))
-            status['upid'] = upid
-            return status
+            return client.run_task(method, path, params, remaining + margin)
         return self._retry_locked(client, cluster, guest, deadline, wait, run)
 
     def _retry_locked(self, client, cluster, guest, deadline, timeout, func):
@@ -755,8 +749,7 @@ class GuestManager:
             params['pool'] = spec.pool
         if spec.storage:
             params['storage'] = spec.storage
-        task = client.run_task('POST', 'nodes/%s/%s' % (node, self.kind.type), timeout=spec.timeout,
-                               vmid=vmid, **params)
+        task = client.run_task('POST', 'nodes/%s/%s' % (node, self.kind.type), dict(params, vmid=vmid), spec.timeout)
         result['tasks'].append(self._task('create', task))
         result['pending'] = self.read(client, node, vmid)['pending']
         return guest

@@ -100,7 +100,7 @@ def create_snapshot(client: Any, guest_type: str, node: str, vmid: int, snapname
         params['description'] = description
     if vmstate and guest_type == 'qemu':
         params['vmstate'] = 1
-    return client.run_task('POST', _path(guest_type, node, vmid), timeout=timeout, **params)
+    return client.run_task('POST', _path(guest_type, node, vmid), params, timeout)
 
 
 def rollback_snapshot(client: Any, guest_type: str, node: str, vmid: int, snapname: str,
@@ -114,4 +114,4 @@ def rollback_snapshot(client: Any, guest_type: str, node: str, vmid: int, snapna
     if start:
         params['start'] = 1
     return client.run_task('POST', _path(guest_type, node, vmid, '%s/rollback' % check_name(snapname)),
-                           timeout=timeout, **params)
+                           params, timeout)

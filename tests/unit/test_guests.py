@@ -262,11 +262,11 @@ class _LockedClient:
     def __init__(self, clock, unlock_at, message='VM is locked (backup)'):
         self.clock, self.unlock_at, self.message, self.calls = clock, unlock_at, message, 0
 
-    def request(self, method, path, **params):
+    def run_task(self, method, path, params=None, timeout=None):
         self.calls += 1
         if self.clock() < self.unlock_at:
             raise ApiError("cluster 'c': POST /%s failed (HTTP 500 %s)" % (path, self.message), 'c', 500)
-        return None
+        return {'upid': None, 'status': 'stopped', 'exitstatus': 'OK', 'data': None}
 
     def get(self, path, **params):
         return {'lock': 'backup'} if self.clock() < self.unlock_at else {}
