@@ -17,7 +17,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 VENV_PY_VERSION = $(shell $(VENV)/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 GET_PIP_CACHE = $(HOME)/.ansible/test/cache/get_pip_$(shell $(VENV)/bin/python -c 'from types import SimpleNamespace; from ansible_test._internal.python_requirements import get_venv_packages; print(get_venv_packages(SimpleNamespace(version="$(VENV_PY_VERSION)"))["pip"].replace(".", "_"))').py
 
-.PHONY: venv collection demo test sanity bench clean
+.PHONY: venv collection demo test sanity lint molecule changelog-lint bench clean
 
 # Create the virtualenv with the test requirements (reinstalls only when a requirements file changes).
 venv: $(STAMP)
@@ -40,9 +40,27 @@ collection: venv
 demo: venv collection
 	$(VENV)/bin/python lab/pmxlab.py run --dir .lab -- $(VENV)/bin/ansible-playbook playbooks/demo.yml
 
-# The whole test suite: ansible-test sanity, then pytest (unit + integration) against the installed collection.
-test: venv collection sanity
+# The whole test suite: ansible-test sanity, ansible-lint, the changelog fragments, molecule, then pytest
+# (unit + integration) against the installed collection. pytest stays last, so its summary line ends the output.
+test: venv collection sanity lint changelog-lint molecule
 	$(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
+
+# ansible-lint (profile production, offline; .ansible-lint) on the roles, playbooks and molecule scenarios.
+lint: venv collection
+	$(VENV)/bin/ansible-lint
+
+# Check the changelog fragments in changelogs/fragments/ and changelogs/changelog.yaml.
+changelog-lint: venv
+	$(VENV)/bin/antsibull-changelog lint
+	$(VENV)/bin/antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
+
+# Every molecule scenario (extensions/molecule/<role>/: default driver on localhost, no Docker) against a
+# lab started for the run; `pmxlab.py run` sets PROXMOX_ENV_FILE. molecule finds ansible-* on PATH (exported above).
+MOLECULE_LAB_HOST ?= 127.0.7.32
+MOLECULE_ARGS ?= --all
+molecule: venv collection
+	$(VENV)/bin/python lab/pmxlab.py run --dir .cache/molecule-lab --first-host $(MOLECULE_LAB_HOST) -- \
+	  $(VENV)/bin/molecule test $(MOLECULE_ARGS)
 
 # Run ansible-test sanity on the installed collection (offline: seeds ansible-test's get-pip cache with a stand-in).
 # ANSIBLE_TEST_CONTENT_ROOT stops ansible-test from using the repo's .git, where .collections is ignored.
