@@ -5,6 +5,7 @@ symlink); integration tests run ``ansible-playbook`` against the collection as
 ``make test`` installed it with ``ansible-galaxy collection install``.
 """
 
+import asyncio
 import json
 import os
 import subprocess
@@ -177,3 +178,47 @@ def failed_message(result, name):
     # ansible-core 2.19 always registers an `exception` summary; it must not hold a Python traceback.
     assert 'Traceback' not in result.output and 'Traceback' not in json.dumps(res), result.output
     return res['msg']
+
+
+# ------------------------------------------------------------------ the MCP server, through the official client
+
+MCP_SERVER = INSTALLED / 'extensions' / 'mcp' / 'pmx_mcp.py'
+
+
+class McpSession:
+    """A connected MCP client: ``call`` returns (is_error, structured result or error text)."""
+
+    def __init__(self, session):
+        self.session = session
+        self.texts = []
+
+    async def call(self, tool, /, **arguments):
+        result = await self.session.call_tool(tool, arguments)
+        text = ' '.join(getattr(block, 'text', '') for block in result.content)
+        self.texts.append(text)
+        if result.is_error:
+            return True, text
+        return False, result.structured_content
+
+
+def run_mcp(env, body):
+    """Start the installed MCP server with ``env`` and run ``await body(McpSession)``.
+
+    Returns (the body's value, every tool result text, the server's stderr).
+    """
+    from mcp import ClientSession, StdioServerParameters, stdio_client
+
+    with tempfile.TemporaryFile(mode='w+') as errlog:
+        async def main():
+            params = StdioServerParameters(command=sys.executable, args=[str(MCP_SERVER)], env=env)
+            async with stdio_client(params, errlog=errlog) as (read, write):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    client = McpSession(session)
+                    value = await body(client)
+                    return value, client.texts
+
+        value, texts = asyncio.run(asyncio.wait_for(main(), 120))
+        errlog.seek(0)
+        stderr = errlog.read()
+    return value, texts, stderr

@@ -58,7 +58,8 @@ from ansible_collections.pmx.multicluster.plugins.module_utils import snapshots 
 from ansible_collections.pmx.multicluster.plugins.module_utils.config import load_config  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (  # noqa: E402
     ClusterError, ConfigError, DuplicateGuestError, GuestNotFoundError)
-from ansible_collections.pmx.multicluster.plugins.module_utils.guests import LXC, QEMU, GuestManager, GuestSpec  # noqa: E402
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests import (  # noqa: E402
+    LXC, QEMU, GuestManager, GuestSpec, check_guest_name, check_vmid)
 from ansible_collections.pmx.multicluster.plugins.module_utils.registry import ClusterRegistry  # noqa: E402
 # pylint: enable=wrong-import-position
 
@@ -484,6 +485,8 @@ def _write_tools(pmx: Pmx, tool) -> None:
         """Create a new VM on the cluster its name routes to. If a VM with that name exists there, nothing is
         changed (changed=false). Returns cluster, route reason, vmid, node (and why) and the task results."""
         registry = pmx.reg()
+        check_guest_name(name, 'VM')  # before any request
+        check_vmid(vmid)
         route = registry.select(cluster=cluster, name=name, vmid=vmid, lookup=True)
         pmx.check_writable(route.cluster)
         conf = registry.cluster(route.cluster)
@@ -511,6 +514,8 @@ def _write_tools(pmx: Pmx, tool) -> None:
         """Clone a template or guest into a new guest named `name`, on the cluster that name routes to. If a guest
         with that name exists there, nothing is changed. Returns cluster, route reason and the task results."""
         registry = pmx.reg()
+        check_guest_name(name)  # before any request
+        check_vmid(vmid)
         route = registry.select(cluster=cluster, name=name, vmid=vmid, lookup=True)
         pmx.check_writable(route.cluster)
         resources = registry.client(route.cluster).get('cluster/resources', type='vm') or []

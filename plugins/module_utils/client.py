@@ -47,6 +47,7 @@ RETRY_STATUSES = (502, 503, 504)
 TASK_LOG_TAIL = 20
 TASK_OK_PREFIXES = ('OK', 'WARNINGS')
 DEFAULT_TASK_TIMEOUT = 300
+PERMISSION_CHECK = re.compile(r'Permission check failed|permission denied', re.I)
 
 
 def _clean_message(text: Any, limit: int = 300) -> str:
@@ -131,6 +132,11 @@ class PveClient:
     def _where(self, method: str, path: str) -> str:
         return "cluster '%s': %s /%s" % (self.cluster.name, method, path.lstrip('/'))
 
+    def _grant_hint(self) -> str:
+        """How to give the token a missing privilege (PVE checks some inside tasks, some before)."""
+        return ("Grant the missing privilege to the token (pveum acl modify <path> --tokens '%s' --roles <role>) "
+                "or to its user if the token is privilege-separated" % self.cluster.token_id)
+
     def _map_resource_error(self, exc, method: str, path: str, url: str):
         status = exc.status_code
         reason = _clean_message(exc.content)
@@ -149,11 +155,9 @@ class PveClient:
                 % (self.cluster.name, url, self.cluster.token_id, reason or 'authentication failure',
                    self.cluster.name), self.cluster.name)
         if status == 403:
-            return PermissionDeniedError(
-                "%s: permission denied for token %s: %s. Grant the missing privilege to the token "
-                "(pveum acl modify <path> --tokens '%s' --roles <role>) or to its user if the token is "
-                "privilege-separated." % (where, self.cluster.token_id, reason or 'forbidden', self.cluster.token_id),
-                self.cluster.name)
+            message = "%s: permission denied for token %s: %s. %s." % (
+                where, self.cluster.token_id, reason or 'forbidden', self._grant_hint())
+            return PermissionDeniedError(message, self.cluster.name)
         detail = ''
         if isinstance(errors, dict) and errors:
             detail = ': ' + '; '.join('%s: %s' % (k, _clean_message(v, 200)) for k, v in sorted(errors.items()))
@@ -198,15 +202,20 @@ class PveClient:
                         "certificate, or PROXMOX_CLUSTER_%s_VERIFY_SSL=false to turn verification off for "
                         "this cluster only." % (name, url, _reason(exc, TLS_REASONS, 160), name, name), name)
                 except requests.exceptions.RequestException as exc:
+                    reason = _reason(exc)
+                    if isinstance(exc, requests.exceptions.ReadTimeout):
+                        # A hanging server: say how long was waited and which setting changes it.
+                        reason = 'no answer within %gs, PROXMOX_CLUSTER_%s_TIMEOUT' % (
+                            self.cluster.timeout, self.cluster.name)
                     if _never_sent(exc):
-                        failures.append('%s: %s' % (url, _reason(exc)))
+                        failures.append('%s: %s' % (url, reason))
                         continue  # next URL of the same cluster
                     if method != 'GET':
                         raise ClusterConnectionError(
                             "%s: the connection to %s broke after the request was sent (%s); it may or may "
                             "not have been applied. Nothing was retried: check the state and run again."
-                            % (self._where(method, path), url, _reason(exc)), self.cluster.name)
-                    failures.append('%s: %s' % (url, _reason(exc)))
+                            % (self._where(method, path), url, reason), self.cluster.name)
+                    failures.append('%s: %s' % (url, reason))
                     break  # retry this GET after a pause
                 except ValueError as exc:  # a 2xx body that is not PVE's JSON
                     raise ApiError('%s: the answer from %s was not valid JSON (%s); is this a Proxmox VE API?'
@@ -280,9 +289,13 @@ class PveClient:
         if not exitstatus.startswith(TASK_OK_PREFIXES):
             log = self.task_log_tail(upid)
             tail = ' | '.join(line for line in log if line)
+            hint = ''
+            if PERMISSION_CHECK.search(exitstatus):
+                # PVE checks some privileges inside the task: say which token lacks it and how to grant it.
+                hint = '. The token %s lacks this privilege. %s' % (self.cluster.token_id, self._grant_hint())
             raise TaskError(
-                "cluster '%s': task %s on node %s failed: %s%s"
-                % (self.cluster.name, status.get('type') or '', node, exitstatus or 'unknown status',
+                "cluster '%s': task %s on node %s failed: %s%s%s"
+                % (self.cluster.name, status.get('type') or '', node, exitstatus or 'unknown status', hint,
                    ('. Last log lines: ' + tail) if tail else ''),
                 self.cluster.name, upid, exitstatus, log)
         return status

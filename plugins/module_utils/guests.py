@@ -20,6 +20,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import difflib
 import re
 import time
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from urllib.parse import quote, unquote
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
     ApiError, DuplicateGuestError, GuestConflictError, GuestLockedError, GuestNotFoundError, NodeOfflineError,
-    TaskError, TaskTimeoutError)
+    ResourceNotFoundError, TaskError, TaskTimeoutError)
 
 DEFAULT_TIMEOUT = 300
 LOCK_POLL = 0.5
@@ -114,6 +115,82 @@ LXC = GuestKind(
     fixed_keys=('unprivileged',),
     check_new_disks=True, config_method='PUT', cli='pct',
 )
+
+
+# ---------------------------------------------------------------------- input checks (before any request)
+
+# PVE's vmid range (pve-vmid) and its rule for guest names (dns-name: labels of letters, digits and '-',
+# not starting or ending with '-', joined by '.'); RFC 1035 lengths on top, as DNS needs them.
+VMID_MIN, VMID_MAX = 100, 999999999
+DNS_LABEL = re.compile(r'^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$')
+DNS_LABEL_MAX, DNS_NAME_MAX = 63, 253
+# Config keys of PVE 9's create and config endpoints (digits stand for any index), per kind. Parameters
+# that are not settings (node, vmid, digest, delete, lock, skiplock...) are left out on purpose.
+QEMU_CONFIG_KEYS = (
+    'acpi', 'affinity', 'agent', 'allow-ksm', 'amd-sev', 'arch', 'args', r'audio\d+', 'autostart', 'balloon', 'bios',
+    'boot', 'bootdisk', 'cdrom', 'cicustom', 'cipassword', 'citype', 'ciupgrade', 'ciuser', 'cores', 'cpu', 'cpulimit',
+    'cpuunits', 'description', r'efidisk\d+', 'freeze', 'hookscript', r'hostpci\d+', 'hotplug', 'hugepages', r'ide\d+',
+    'import-working-storage', 'intel-tdx', r'ipconfig\d+', 'ivshmem', 'keephugepages', 'keyboard', 'kvm',
+    'localtime', 'machine', 'memory', 'migrate_downtime', 'migrate_speed', 'nameserver', r'net\d+', 'numa',
+    r'numa\d+', 'onboot', 'ostype', r'parallel\d+', 'protection', 'reboot', r'rng\d+', r'sata\d+', r'scsi\d+',
+    'scsihw', 'searchdomain', r'serial\d+', 'shares', r'smbios\d+', 'smp', 'sockets', 'spice_enhancements',
+    'sshkeys', 'startdate', 'startup', 'tablet', 'tags', 'tdf', 'template', r'tpmstate\d+', r'unused\d+', r'usb\d+',
+    'vcpus', 'vga', r'virtio\d+', r'virtiofs\d+', 'vmgenid', 'vmstatestorage', 'watchdog')
+LXC_CONFIG_KEYS = (
+    'arch', 'cmode', 'console', 'cores', 'cpulimit', 'cpuunits', 'debug', 'description', r'dev\d+', 'entrypoint', 'env',
+    'features', 'hookscript', 'memory', r'mp\d+', 'nameserver', r'net\d+', 'onboot', 'ostemplate', 'ostype',
+    'password', 'protection', 'rootfs', 'searchdomain', 'ssh-public-keys', 'startup', 'swap', 'tags', 'template',
+    'timezone', 'tty', 'unprivileged', r'unused\d+')
+# Keys that are options of their own: config must not smuggle them past the module's checks.
+OPTION_KEYS = {'name': 'name', 'hostname': 'name (hostname)', 'vmid': 'vmid', 'node': 'node', 'pool': 'pool',
+               'storage': 'target_storage (clone) or a disk volume', 'lock': None, 'skiplock': None,
+               'digest': None, 'delete': None, 'revert': None}
+
+
+def check_guest_name(name: Any, label: str = 'guest') -> None:
+    """:raises GuestConflictError: the name is not what PVE accepts (a DNS name), said before any request."""
+    if name is None:
+        return
+    text = str(name)
+    labels = text.split('.')
+    bad = [part for part in labels if not DNS_LABEL.match(part)]
+    problem = None
+    if not text:
+        problem = 'it is empty'
+    elif bad:
+        problem = "'%s' is not a DNS label: use letters, digits and '-', not at the start or end" % bad[0]
+    elif any(len(part) > DNS_LABEL_MAX for part in labels):
+        problem = 'a part between dots is longer than %d characters' % DNS_LABEL_MAX
+    elif len(text) > DNS_NAME_MAX:
+        problem = 'it is longer than %d characters' % DNS_NAME_MAX
+    if problem:
+        raise GuestConflictError("the %s name %r is not valid for Proxmox VE (it must be a DNS name such as "
+                                 "prod-web01): %s; nothing was changed" % (label, text, problem))
+
+
+def check_vmid(vmid: Any) -> None:
+    """:raises GuestConflictError: a vmid outside PVE's range 100..999999999."""
+    if vmid is None:
+        return
+    if isinstance(vmid, bool) or not isinstance(vmid, int) or not VMID_MIN <= vmid <= VMID_MAX:
+        raise GuestConflictError('vmid %r is out of range: Proxmox VE vmids are whole numbers from %d to %d; '
+                                 'nothing was changed' % (vmid, VMID_MIN, VMID_MAX))
+
+
+def check_config_keys(kind: 'GuestKind', config: Dict[str, Any]) -> None:
+    """:raises GuestConflictError: a raw config key PVE does not know for this kind, or one that is an option."""
+    known = QEMU_CONFIG_KEYS if kind.type == 'qemu' else LXC_CONFIG_KEYS
+    for key in sorted(config or {}):
+        if key in OPTION_KEYS:
+            option = OPTION_KEYS[key]
+            why = (': use the %s option' % option) if option else ' (it controls how PVE applies a change, not a setting)'
+            raise GuestConflictError("config key '%s' is not accepted%s; nothing was changed" % (key, why))
+        if not any(re.fullmatch(pattern, key) for pattern in known):
+            plain = [p.replace(r'\d+', '0') for p in known]
+            close = difflib.get_close_matches(key, plain, n=1, cutoff=0.6)
+            raise GuestConflictError(
+                "config key '%s' is not a Proxmox VE %s setting%s; nothing was changed"
+                % (key, kind.label, (" (did you mean '%s'?)" % close[0]) if close else ''))
 
 
 # ---------------------------------------------------------------------- normalisation
@@ -586,11 +663,28 @@ class GuestManager:
                'task' if lock == 'config lock held by another task' else lock, self.kind.cli, guest.get('vmid')),
             cluster)
 
+    def relocate(self, client, guest: Dict) -> bool:
+        """Read the guest's node again (a migration may have moved it); True when it changed."""
+        for entry in client.get('cluster/resources', type='vm') or []:
+            if int(entry.get('vmid', -1)) == int(guest['vmid']) and entry.get('type') == self.kind.type:
+                moved = entry.get('node') != guest['node']
+                guest['node'] = entry.get('node')
+                return moved
+        return False
+
     def wait_unlocked(self, client, cluster: str, guest: Dict, timeout: float) -> None:
-        """Wait until the guest's config has no ``lock``; :raises GuestLockedError: past the timeout."""
+        """Wait until the guest's config has no ``lock``; :raises GuestLockedError: past the timeout.
+
+        A guest that was migrated meanwhile is followed to its new node.
+        """
         deadline = self._clock() + timeout
         while True:
-            config = client.get(self._path(guest['node'], guest['vmid'], 'config')) or {}
+            try:
+                config = client.get(self._path(guest['node'], guest['vmid'], 'config')) or {}
+            except ResourceNotFoundError:
+                if not self.relocate(client, guest):
+                    raise
+                continue
             lock = config.get('lock')
             if not lock:
                 return
@@ -607,10 +701,10 @@ class GuestManager:
         :raises GuestLockedError: still locked at the timeout. :raises TaskError: the task failed.
         """
         deadline = self._clock() + wait
-        path = self._path(guest['node'], guest['vmid'], tail)
 
         def run(remaining):
-            return client.run_task(method, path, params, remaining + margin)
+            # The path is built for each attempt: a migration that held the lock may have moved the guest.
+            return client.run_task(method, self._path(guest['node'], guest['vmid'], tail), params, remaining + margin)
         return self._retry_locked(client, cluster, guest, deadline, wait, run)
 
     def _retry_locked(self, client, cluster, guest, deadline, timeout, func):
@@ -621,6 +715,8 @@ class GuestManager:
             except (ApiError, TaskError) as exc:
                 if isinstance(exc, TaskTimeoutError):
                     raise
+                if isinstance(exc, ResourceNotFoundError) and 'node' in guest and self.relocate(client, guest):
+                    continue  # migrated while we waited: the request never reached the guest, send it again
                 text = ' '.join([str(exc)] + [str(line) for line in getattr(exc, 'log', [])])
                 found = LOCKED_MESSAGE.search(text)
                 if not found:
@@ -636,8 +732,15 @@ class GuestManager:
 
     # ------------------------------------------------------------ the states
 
+    def check_spec(self, spec: GuestSpec) -> None:
+        """What can be checked without the cluster: name, vmid and raw config keys (no request is made)."""
+        check_guest_name(spec.name, self.kind.label)
+        check_vmid(spec.vmid)
+        check_config_keys(self.kind, spec.config)
+
     def ensure(self, state: str, spec: GuestSpec) -> Dict:
         """Bring one guest to ``state`` (present, absent, started, stopped, restarted, template)."""
+        self.check_spec(spec)
         route, client = self.route(spec)
         cluster = route.cluster
         resources = self.resources(client)
@@ -680,6 +783,7 @@ class GuestManager:
             self._reboot(client, cluster, guest, spec, result)
         result['status'] = guest.get('status')
         result['template'] = bool(guest.get('template'))
+        result['node'] = guest.get('node')  # where it is now (a migration may have moved it meanwhile)
         return result
 
     def _adopt(self, guest: Dict, result: Dict) -> None:

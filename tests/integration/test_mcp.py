@@ -5,56 +5,16 @@ against the fakepve lab; results are read from the tools' structured content, an
 state proves what a write did (or did not) do.
 """
 
-import asyncio
 import json
-import sys
-import tempfile
 
 import pytest
-from mcp import ClientSession, StdioServerParameters, stdio_client
 
-from conftest import INSTALLED, ansible_env, lab_secrets
-
-SERVER = INSTALLED / 'extensions' / 'mcp' / 'pmx_mcp.py'
+from conftest import ansible_env, lab_secrets, run_mcp
 READ_TOOLS = {'list_clusters', 'cluster_status', 'list_nodes', 'list_guests', 'guest_details', 'list_storages',
               'recent_tasks', 'route_guest', 'snapshot_list'}
 WRITE_TOOLS = {'start_guest', 'shutdown_guest', 'stop_guest', 'reboot_guest', 'create_vm', 'clone_guest',
                'delete_guest', 'snapshot_create', 'snapshot_rollback'}
 DOWN_URL = 'https://127.0.9.9:8006'
-
-
-class Session:
-    """A connected client: ``call`` returns (is_error, structured result or error text)."""
-
-    def __init__(self, session):
-        self.session = session
-        self.texts = []
-
-    async def call(self, tool, /, **arguments):
-        result = await self.session.call_tool(tool, arguments)
-        text = ' '.join(getattr(block, 'text', '') for block in result.content)
-        self.texts.append(text)
-        if result.is_error:
-            return True, text
-        return False, result.structured_content
-
-
-def run_mcp(env, body):
-    """Start the installed server with ``env``, run ``await body(Session)``; return (its value, server stderr)."""
-    with tempfile.TemporaryFile(mode='w+') as errlog:
-        async def main():
-            params = StdioServerParameters(command=sys.executable, args=[str(SERVER)], env=env)
-            async with stdio_client(params, errlog=errlog) as (read, write):
-                async with ClientSession(read, write) as session:
-                    await session.initialize()
-                    client = Session(session)
-                    value = await body(client)
-                    return value, client.texts
-
-        value, texts = asyncio.run(asyncio.wait_for(main(), 120))
-        errlog.seek(0)
-        stderr = errlog.read()
-    return value, texts, stderr
 
 
 def mcp_env(lab, **extra):
