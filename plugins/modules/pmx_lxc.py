@@ -28,6 +28,8 @@ options:
       - The container's hostname, which is its name in Proxmox. Hostnames are unique per cluster;
         two containers of the target cluster with it are an error naming both vmids.
       - O(hostname), O(vmid) or both are required; when both are given they must name the same container.
+      - It must be a DNS name (letters, digits and C(-), parts separated by C(.)); anything else is refused
+        before any request. O(vmid) must be between 100 and 999999999.
     type: str
     aliases: [name]
   vmid:

@@ -42,6 +42,8 @@ options:
       - Name of the VM. Names are unique per cluster; two VMs of the target cluster with this name
         are an error that names both vmids.
       - At least one of O(name) and O(vmid) is required; when both are given they must agree.
+      - It must be a DNS name (letters, digits and C(-), parts separated by C(.)); anything else is refused
+        before any request. O(vmid) must be between 100 and 999999999.
     type: str
   vmid:
     description:

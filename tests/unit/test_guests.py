@@ -7,7 +7,7 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
     DuplicateGuestError, GuestConflictError, GuestNotFoundError, NodeOfflineError)
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests import (
     LXC, QEMU, GuestManager,
-    api_value, config_diff, desired_config, disk_equal, keep_mac, normalise_tags, pending_state, size_bytes,
+    api_value, check_config_keys, check_guest_name, check_vmid, config_diff, desired_config, disk_equal, keep_mac, normalise_tags, pending_state, size_bytes,
     split_net, split_props, values_equal)
 
 MAC = 'BC:24:11:01:00:64'
@@ -305,3 +305,55 @@ def test_other_api_errors_are_not_retried():
     with pytest.raises(ApiError, match='Parameter verification failed'):
         GuestManager(None, sleep=clock.sleep, clock=clock).call(client, 'c', {'vmid': 1, 'node': 'n'}, 10, 'POST', 'x')
     assert client.calls == 1
+
+
+# ---------------------------------------------------------------------- input checks before any request
+
+@pytest.mark.parametrize('name, problem', [
+    ('prod-web01', None),
+    ('web01.prod.example', None),
+    ('a' * 63, None),
+    ('prod_web01', "'prod_web01' is not a DNS label"),
+    ('prod web01', "'prod web01' is not a DNS label"),
+    ('-prod', "'-prod' is not a DNS label"),
+    ('prod-', "'prod-' is not a DNS label"),
+    ('', 'it is empty'),
+    ('a' * 64, 'longer than 63 characters'),
+    ('.'.join(['a' * 60] * 5), 'longer than 253 characters'),
+])
+def test_check_guest_name(name, problem):
+    if problem is None:
+        check_guest_name(name)
+        return
+    with pytest.raises(GuestConflictError) as err:
+        check_guest_name(name)
+    assert problem in str(err.value) and 'nothing was changed' in str(err.value)
+
+
+@pytest.mark.parametrize('vmid, ok', [
+    (100, True), (999999999, True), (None, True),
+    (99, False), (0, False), (1000000000, False), (True, False), ('100', False),
+])
+def test_check_vmid(vmid, ok):
+    if ok:
+        check_vmid(vmid)
+        return
+    with pytest.raises(GuestConflictError, match='out of range'):
+        check_vmid(vmid)
+
+
+@pytest.mark.parametrize('kind, config, message', [
+    (QEMU, {'memory': 1024, 'net3': 'virtio', 'scsi12': 'local-lvm:8'}, None),
+    (LXC, {'memory': 512, 'mp2': 'local-lvm:4,mp=/srv', 'features': 'nesting=1'}, None),
+    (QEMU, {'memroy': 1024}, "config key 'memroy' is not a Proxmox VE VM setting (did you mean 'memory'?)"),
+    (LXC, {'sockets': 2}, "config key 'sockets' is not a Proxmox VE container setting"),
+    (QEMU, {'name': 'x'}, "config key 'name' is not accepted: use the"),
+    (QEMU, {'lock': 'backup'}, "config key 'lock' is not accepted (it controls how PVE applies a change"),
+])
+def test_check_config_keys(kind, config, message):
+    if message is None:
+        check_config_keys(kind, config)
+        return
+    with pytest.raises(GuestConflictError) as err:
+        check_config_keys(kind, config)
+    assert message in str(err.value)
