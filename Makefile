@@ -80,7 +80,7 @@ $(BENCH_VENV)/.installed: requirements.txt
 	touch $@
 
 bench: venv collection $(BENCH_VENV)/.installed
-	$(VENV)/bin/python bench/inventory_bench.py --ansible-bin $(BENCH_VENV)/bin $(BENCH_ARGS)
+	$(VENV)/bin/python bench/inventory_bench.py --ansible-bin $(BENCH_VENV)/bin --collections $(COLLECTIONS) $(BENCH_ARGS)
 
 # Remove the virtualenv, the built and installed collection, the lab and test output.
 clean:

@@ -8,7 +8,12 @@ and hosts listed, side by side:
 * the floor: ansible-inventory on a one-host static inventory (start-up cost), plus one concurrent
   GET /cluster/resources?type=vm to each cluster;
 * pmx.multicluster.pmx with default options, and with want_config;
-* community.proxmox.proxmox (one source per cluster, as it spans one cluster) with want_facts false and true.
+* community.proxmox.proxmox (one source per cluster, as it spans one cluster) with want_facts false and true;
+* for reference (not a target): ansible-inventory on the same number of bare hosts (a script inventory, no
+  variables, no groups): what ansible-inventory itself spends per host, whichever plugin lists them.
+
+The fast scenarios run in rounds (each scenario once per round, ``--repeat`` rounds) and the median counts,
+so that a load burst on a shared machine hits all of them alike rather than one scenario's runs.
 
 Usage (``make bench`` does all of this)::
 
@@ -16,7 +21,8 @@ Usage (``make bench`` does all of this)::
 
 ``--ansible-bin`` is the bin directory of a virtualenv with the ``ansible`` package (it bundles
 community.proxmox), proxmoxer, requests and python-dotenv; pmx.multicluster must be installed in
-``--collections`` (``make collection``). It is a script, not a test: the figures depend on the machine.
+``--collections`` (``make collection``; default: the first path of ANSIBLE_COLLECTIONS_PATH, else .collections).
+It is a script, not a test: the figures depend on the machine.
 """
 
 import argparse
@@ -45,13 +51,15 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--ansible-bin', default=str(REPO / '.cache' / 'bench-venv' / 'bin'),
                         help='bin directory with ansible-inventory and community.proxmox (default .cache/bench-venv/bin)')
-    parser.add_argument('--collections', default=str(REPO / '.collections'),
-                        help='where pmx.multicluster is installed (default .collections)')
+    default_collections = (os.environ.get('ANSIBLE_COLLECTIONS_PATH') or '').split(os.pathsep)[0] or str(REPO / '.collections')
+    parser.add_argument('--collections', default=default_collections,
+                        help='where pmx.multicluster is installed (default: ANSIBLE_COLLECTIONS_PATH, else .collections)')
     parser.add_argument('--clusters', type=int, default=3)
     parser.add_argument('--guests', type=int, default=500, help='bulk guests per cluster (default 500)')
     parser.add_argument('--latency', type=float, default=0.02, help='seconds added to every response (default 0.02)')
     parser.add_argument('--first-host', default='127.0.5.2', help='address of the first lab cluster (default 127.0.5.2)')
-    parser.add_argument('--repeat', type=int, default=3, help='runs of each fast scenario; the median counts (default 3)')
+    parser.add_argument('--repeat', type=int, default=3,
+                        help='rounds of the fast scenarios (each once per round); the median counts (default 3)')
     parser.add_argument('--skip-facts', action='store_true', help='skip community.proxmox with want_facts (minutes)')
     return parser.parse_args()
 
@@ -99,15 +107,28 @@ class Bench:
             print(proc.stderr.strip(), file=sys.stderr)
         text = out.read_text()
         if mode == '--list':
-            hosts = len(json.loads(text).get('_meta', {}).get('hostvars', {}))
+            data = json.loads(text)
+            # Hosts without variables are only in their groups' host lists, not in _meta.hostvars.
+            hosts = len(set(data.get('_meta', {}).get('hostvars', {})).union(
+                *(entry.get('hosts', []) for name, entry in data.items() if name != '_meta' and isinstance(entry, dict))))
         else:
             hosts = len(set(line.split('|--')[-1] for line in text.splitlines() if '|--' in line and '|--@' not in line))
         return wall, requests, hosts
 
-    def repeat(self, func, times):
-        runs = [func() for _ in range(times)]
-        wall = statistics.median(r[0] for r in runs)
-        return wall, runs[-1][1], runs[-1][2]
+    @staticmethod
+    def rounds(scenarios, times):
+        """Run every scenario once per round, ``times`` rounds: {key: (median wall, requests, hosts)}.
+
+        Interleaved rather than one scenario's runs in a row, so that a load burst on a shared machine
+        hits every scenario alike. Requests and hosts are those of the last run.
+        """
+        runs = dict((scenario[0], []) for scenario in scenarios)
+        for number in range(times):
+            for key, label, func in scenarios:
+                print('  round %d/%d: %s ...' % (number + 1, times, label), flush=True)
+                runs[key].append(func())
+        return dict((key, (statistics.median(r[0] for r in found), found[-1][1], found[-1][2]))
+                    for key, found in runs.items())
 
     def resources_once(self):
         """One GET /cluster/resources?type=vm to each cluster, all at once, in fresh sessions (as a new process would)."""
@@ -188,33 +209,55 @@ def main():
         static.write_text('web01 ansible_host=192.0.2.1\n')
         version = community_version(args.ansible_bin)
 
-        rows = []
+        # Bare hosts for the reference row: as many as the lab's guests, listed by a script, without variables.
+        bare = workdir / 'bare-hosts.json'
+        bare.write_text(json.dumps({'all': {'hosts': ['guest%05d' % n for n in range(guests)]}, '_meta': {'hostvars': {}}}))
+        bare_script = workdir / 'bare-hosts.sh'
+        bare_script.write_text('#!/bin/sh\nexec cat %s\n' % bare)
+        bare_script.chmod(0o755)
 
-        def run(label, func, times=None):
-            print('  running: %s ...' % label, flush=True)
-            wall, requests, hosts = bench.repeat(func, times or args.repeat)
-            rows.append((label, wall, requests, hosts))
-            return wall, requests, hosts
+        scenarios = []
+        for mode in ('--list', '--graph'):
+            scenarios += [
+                ((mode, 'static'), '%s one-host static inventory' % mode, lambda m=mode: bench.inventory([static], mode=m)),
+                ((mode, 'call'), '%d concurrent GET /cluster/resources' % args.clusters, bench.resources_once),
+                ((mode, 'ours'), '%s pmx.multicluster.pmx, default options' % mode,
+                 lambda m=mode: bench.inventory([plain], ours_env, m)),
+                ((mode, 'theirs'), '%s community.proxmox, want_facts: false' % mode,
+                 lambda m=mode: bench.inventory(bench.community_sources(False), community_env, m)),
+                ((mode, 'bare'), '%s bare hosts' % mode, lambda m=mode: bench.inventory([bare_script], mode=m)),
+            ]
+        scenarios.append((('--list', 'config'), '--list pmx.multicluster.pmx, want_config: true',
+                          lambda: bench.inventory([config], ours_env)))
 
         # A first run warms the page cache (Python bytecode) so the first scenario is not penalised.
         bench.inventory([static])
-        results = {}
-        for mode in ('--list', '--graph'):
-            rows.append(('ansible-inventory %s' % mode, None, None, None))
-            start_wall = run('  one-host static inventory', lambda: bench.inventory([static], mode=mode))[0]
-            call_wall = run('  + %d concurrent GET /cluster/resources' % args.clusters, bench.resources_once)[0]
-            floor = start_wall + call_wall
-            rows.append(('  = floor', floor, args.clusters, 0))
-            ours = run('  pmx.multicluster.pmx, default options', lambda: bench.inventory([plain], ours_env, mode))
-            theirs = run('  community.proxmox %s, want_facts: false' % version,
-                         lambda: bench.inventory(bench.community_sources(False), community_env, mode))
-            results[mode] = (floor, ours, theirs)
-        rows.append(('ansible-inventory --list', None, None, None))
-        ours_config = run('  pmx.multicluster.pmx, want_config: true', lambda: bench.inventory([config], ours_env))
+        measured = bench.rounds(scenarios, args.repeat)
         theirs_facts = None
         if not args.skip_facts:
-            theirs_facts = run('  community.proxmox %s, want_facts: true' % version,
-                               lambda: bench.inventory(bench.community_sources(True), community_env), times=1)
+            print('  once: --list community.proxmox, want_facts: true ...', flush=True)
+            theirs_facts = bench.inventory(bench.community_sources(True), community_env)
+
+    rows = []
+    results = {}
+    for mode in ('--list', '--graph'):
+        floor = measured[(mode, 'static')][0] + measured[(mode, 'call')][0]
+        ours, theirs = measured[(mode, 'ours')], measured[(mode, 'theirs')]
+        results[mode] = (floor, ours, theirs)
+        rows += [
+            ('ansible-inventory %s' % mode, None, None, None),
+            ('  one-host static inventory', ) + measured[(mode, 'static')],
+            ('  + %d concurrent GET /cluster/resources' % args.clusters, ) + measured[(mode, 'call')],
+            ('  = floor', floor, args.clusters, 0),
+            ('  pmx.multicluster.pmx, default options', ) + ours,
+            ('  community.proxmox %s, want_facts: false' % version, ) + theirs,
+            ('  (reference: %d bare hosts, no variables)' % guests, ) + measured[(mode, 'bare')],
+        ]
+    rows.append(('ansible-inventory --list', None, None, None))
+    ours_config = measured[('--list', 'config')]
+    rows.append(('  pmx.multicluster.pmx, want_config: true', ) + ours_config)
+    if theirs_facts:
+        rows.append(('  community.proxmox %s, want_facts: true' % version, ) + theirs_facts)
 
     width = max(len(r[0]) for r in rows)
     print()
@@ -225,7 +268,7 @@ def main():
             print(label)
         else:
             print('%-*s  %9.2f  %9d  %6s' % (width, label, wall, requests, hosts or '-'))
-    print('(guests in the lab, templates excluded: %d; median of %d runs, want_facts: true run once)'
+    print('(guests in the lab, templates excluded: %d; median of %d interleaved rounds, want_facts: true run once)'
           % (guests, args.repeat))
     print()
     checks = []

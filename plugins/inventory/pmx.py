@@ -210,6 +210,10 @@ else:  # pragma: no cover - ansible-core < 2.19
 # Bump when the cached record format changes: an old cache is then ignored, not misread.
 CACHE_VERSION = 1
 NUMBERS = ('cpu', 'maxcpu', 'mem', 'maxmem', 'disk', 'maxdisk', 'uptime')
+# The record fields every host gets as a pmx_ variable, and those names.
+HOSTVAR_FIELDS = ('cluster', 'region', 'tier', 'vmid', 'node', 'type', 'status', 'name', 'tags', 'pool', 'template',
+                  'lock') + NUMBERS
+HOSTVAR_NAMES = tuple('pmx_' + field for field in HOSTVAR_FIELDS)
 # Connections requests keeps per host in one session, hence the most useful workers per cluster.
 POOL_SIZE = 10
 HOSTNAME_FIELDS = ('name', 'vmid', 'cluster', 'node', 'type')
@@ -513,9 +517,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     # ----------------------------------------------------------- populate
 
     def _hostvars(self, record):
-        hostvars = dict(('pmx_' + key, record.get(key)) for key in (
-            'cluster', 'region', 'tier', 'vmid', 'node', 'type', 'status', 'name', 'tags', 'pool', 'template', 'lock')
-            + NUMBERS)
+        hostvars = dict(zip(HOSTVAR_NAMES, map(record.get, HOSTVAR_FIELDS)))
         if 'config' in record:
             hostvars['pmx_config'] = record['config']
         if 'ips' in record:
@@ -549,36 +551,42 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         strict = self.get_option('strict')
         compose, groups, keyed = self.get_option('compose'), self.get_option('groups'), self.get_option('keyed_groups')
         use_ip = self.get_option('want_ips') and self.get_option('ansible_host_from_ip')
+        inventory = self.inventory
+        add_child, set_variable = inventory.add_child, inventory.set_variable
         made, nodes = {}, {}
 
         def group(*parts):
-            raw = prefix + '_'.join(to_text(p) for p in parts)
-            if raw not in made:
-                made[raw] = self.inventory.add_group(self._sanitize_group_name(raw))
-            return made[raw]
+            # Keyed by the parts: the name is built and sanitised once per group, not once per guest.
+            found = made.get(parts)
+            if found is None:
+                raw = prefix + '_'.join(to_text(p) for p in parts)
+                found = made[parts] = inventory.add_group(self._sanitize_group_name(raw))
+            return found
 
         top = group('all')
         for (record, hostvars), name in zip(kept, names):
-            host = self.inventory.add_host(name)
+            host = inventory.add_host(name)
             for key, value in hostvars.items():
-                self.inventory.set_variable(host, key, value)
+                set_variable(host, key, value)
             if use_ip and record.get('ips'):
-                self.inventory.set_variable(host, 'ansible_host', make_unsafe(record['ips'][0]))
+                set_variable(host, 'ansible_host', make_unsafe(record['ips'][0]))
 
             node_key = (record['cluster'], record['node'])
             node = nodes.get(node_key)
             if node is None:
                 # Group-to-group links once per node, not once per guest: populating 1,500 guests is 20% faster.
                 cluster = group('cluster', record['cluster'])
-                self.inventory.add_child(top, cluster)
+                add_child(top, cluster)
                 node = nodes[node_key] = group('node', record['cluster'], record['node'])
-                self.inventory.add_child(cluster, node)
-            self.inventory.add_child(node, host)
-            memberships = [('type', record['type']), ('status', record['status'])]
-            memberships += [('tag', tag) for tag in record['tags']]
-            memberships += [(kind, record[kind]) for kind in ('pool', 'region', 'tier') if record.get(kind)]
-            for kind, value in memberships:
-                self.inventory.add_child(group(kind, value), host)
+                add_child(cluster, node)
+            add_child(node, host)
+            add_child(group('type', record['type']), host)
+            add_child(group('status', record['status']), host)
+            for tag in record['tags']:
+                add_child(group('tag', tag), host)
+            for kind in ('pool', 'region', 'tier'):
+                if record.get(kind):
+                    add_child(group(kind, record[kind]), host)
 
             if compose:
                 self._set_composite_vars(compose, hostvars, host, strict=strict)

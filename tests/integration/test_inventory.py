@@ -92,7 +92,7 @@ def assert_ok(inv):
 
 
 def paths(requests):
-    return [(method, path) for method, path, _ in requests]
+    return [tuple(request[:2]) for request in requests]
 
 
 # -------------------------------------------------------------- groups, host variables, requests
@@ -194,6 +194,24 @@ def test_same_name_in_two_clusters_keeps_both(fresh_lab, tmp_path):
     inv = run_inventory(fresh_lab, tmp_path, {'hostname_template': '{cluster}-{vmid}'})
     assert_ok(inv)
     assert {'production-300', 'staging-300', 'staging-301', 'disaster-recovery-104'} <= inv.hosts
+
+
+def test_clusters_sharing_a_group_name_keep_their_own_regions(lab, tmp_path):
+    """Two clusters whose names sanitise to one group (stg-a, stg_a): each guest is in its own region's group."""
+    staging = lab.clusters['staging']
+    clusters = [{'name': name, 'api_url': staging.url, 'token_id': staging.token_id, 'token_secret': staging.token_secret,
+                 'ca_bundle': lab.ca_bundle, 'region': region, 'tier': 'same'}
+                for name, region in (('stg-a', 'r1'), ('stg_a', 'r2'))]
+    inv = run_inventory(lab, tmp_path, {'clusters': clusters}, env_file=False)
+    assert inv.rc == 0, inv.output
+    first = set('%s.stg-a' % h for h in all_samples(['staging']))
+    second = set('%s.stg_a' % h for h in all_samples(['staging']))
+    assert inv.hosts == first | second
+    assert inv.group('pmx_cluster_stg_a') == first | second
+    assert inv.group('pmx_region_r1') == first
+    assert inv.group('pmx_region_r2') == second
+    assert inv.group('pmx_tier_same') == first | second
+    assert all(inv.hostvars[h]['pmx_region'] == 'r1' for h in first)
 
 
 # -------------------------------------------------------------- filters
@@ -369,12 +387,12 @@ def test_want_config_makes_one_request_per_guest(lab, tmp_path):
     for name in CLUSTERS:
         requests = paths(inv.requests[name])
         assert requests[0] == ('GET', '/api2/json/cluster/resources')
-        configs = sorted(p for _, p in requests[1:])
+        configs = sorted(request[1] for request in requests[1:])
         # The template is not listed, so not asked for.
-        assert configs == sorted('/api2/json/nodes/%s/%s/%s/config' % (inv.hostvars[h]['pmx_node'],
-                                                                      inv.hostvars[h]['pmx_type'],
-                                                                      inv.hostvars[h]['pmx_vmid'])
-                                 for h in all_samples([name])), name
+        expected = ['/api2/json/nodes/%s/%s/%s/config' % (inv.hostvars[h]['pmx_node'], inv.hostvars[h]['pmx_type'],
+                                                          inv.hostvars[h]['pmx_vmid'])
+                    for h in all_samples([name])]
+        assert configs == sorted(expected), name
         assert len(requests) == 1 + len(SAMPLES)
     config = inv.hostvars['prod-db01']['pmx_config']
     assert config['cores'] == 4 and str(config['memory']) == '8192' and config['name'] == 'prod-db01'
@@ -413,7 +431,7 @@ def test_want_ips_sets_pmx_ips_and_ansible_host(lab, tmp_path):
         assert 'ansible_host' not in hostvars['%s-batch01' % p]
         assert hostvars['%s-cache01' % p]['pmx_ips'] == []
         asked = sorted('/'.join(re.search(r'/(\d+)/(?:agent/)?([\w-]+)$', path).groups())
-                       for _, path in paths(inv.requests[name])[1:])
+                       for method, path in paths(inv.requests[name])[1:])
         assert asked == ['100/network-get-interfaces', '101/network-get-interfaces', '102/network-get-interfaces',
                          '104/interfaces'], inv.requests[name]
 
@@ -436,7 +454,7 @@ def test_want_ips_agent_off_and_static_container_address(fresh_lab, tmp_path):
     assert inv.hostvars['prod-web02']['pmx_ips'] == []
     assert inv.hostvars['prod-cache01']['pmx_ips'] == ['192.0.2.44', '2001:db8::44']
     assert inv.hostvars['prod-cache01']['ansible_host'] == '192.0.2.44'
-    asked = [path for _, path in paths(inv.requests['production'])]
+    asked = [path for method, path in paths(inv.requests['production'])]
     assert not [p for p in asked if '/101/agent' in p]
 
 
