@@ -55,6 +55,28 @@ def lab_secrets(lab):
     return [c.token_secret for c in lab.clusters.values()]
 
 
+def edited_env_text(lab, drop=(), replace=None, extra=()):
+    """The lab's .env text with some variables dropped or replaced, plus extra lines."""
+    replace = replace or {}
+    lines = []
+    for line in lab.env_text().splitlines():
+        key = line.split('=', 1)[0]
+        if key in drop:
+            continue
+        if key in replace:
+            line = '%s=%s' % (key, replace[key])
+        lines.append(line)
+    return '\n'.join(lines + list(extra)) + '\n'
+
+
+def write_env_file(tmp_path, text, mode=0o600, name='test.env'):
+    """``text`` as an env file with ``mode`` (0600 by default: a readable one gives a warning)."""
+    path = tmp_path / name
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
 class PlayResult:
     """What ansible-playbook did: exit code, output, and the registered variables."""
 

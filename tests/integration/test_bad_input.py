@@ -8,31 +8,10 @@ import pytest
 
 from fakepve.certs import make_cert
 
-from conftest import lab_secrets, run_play
+from conftest import edited_env_text, lab_secrets, run_play, write_env_file
 
 INFO = 'pmx.multicluster.pmx_cluster_info'
 WRONG_SECRET = 'definitely-not-the-right-secret'
-
-
-def env_lines(lab, drop=(), replace=None, extra=()):
-    """The lab's .env with some variables dropped or replaced, plus extra lines."""
-    replace = replace or {}
-    lines = []
-    for line in lab.env_text().splitlines():
-        key = line.split('=', 1)[0]
-        if key in drop:
-            continue
-        if key in replace:
-            line = '%s=%s' % (key, replace[key])
-        lines.append(line)
-    return '\n'.join(lines + list(extra)) + '\n'
-
-
-def write_env(tmp_path, text):
-    path = tmp_path / 'bad.env'
-    path.write_text(text)
-    path.chmod(0o600)
-    return path
 
 
 def run_info(tmp_path, env_file, options=None):
@@ -74,32 +53,32 @@ def test_name_matching_two_clusters_patterns(lab, tmp_path):
 
 @pytest.mark.parametrize('case, make_env, expected', [
     ('cluster without API_URL',
-     lambda lab: env_lines(lab, drop=['PROXMOX_CLUSTER_staging_API_URL']),
+     lambda lab: edited_env_text(lab, drop=['PROXMOX_CLUSTER_staging_API_URL']),
      "cluster 'staging' has no API URL: set PROXMOX_CLUSTER_staging_API_URL=https://host:8006"),
     ('token id without a token name',
-     lambda lab: env_lines(lab, replace={'PROXMOX_CLUSTER_staging_TOKEN_ID': 'root@pam'}),
+     lambda lab: edited_env_text(lab, replace={'PROXMOX_CLUSTER_staging_TOKEN_ID': 'root@pam'}),
      "PROXMOX_CLUSTER_staging_TOKEN_ID must have the form user@realm!tokenname (for example root@pam!ansible), "
      "got 'root@pam'"),
     ('missing token secret',
-     lambda lab: env_lines(lab, drop=['PROXMOX_CLUSTER_production_TOKEN_SECRET']),
+     lambda lab: edited_env_text(lab, drop=['PROXMOX_CLUSTER_production_TOKEN_SECRET']),
      "cluster 'production' has no API token secret: set PROXMOX_CLUSTER_production_TOKEN_SECRET"),
     ('both spellings, different values',
-     lambda lab: env_lines(lab, extra=['PROXMOX_CLUSTER_DISASTER_RECOVERY_TOKEN_SECRET=' + WRONG_SECRET]),
+     lambda lab: edited_env_text(lab, extra=['PROXMOX_CLUSTER_DISASTER_RECOVERY_TOKEN_SECRET=' + WRONG_SECRET]),
      'PROXMOX_CLUSTER_disaster-recovery_TOKEN_SECRET and PROXMOX_CLUSTER_DISASTER_RECOVERY_TOKEN_SECRET are '
      'both set, with different values; keep one of them'),
     ('malformed .env line',
-     lambda lab: env_lines(lab, extra=['this line has no equals sign ' + WRONG_SECRET]),
+     lambda lab: edited_env_text(lab, extra=['this line has no equals sign ' + WRONG_SECRET]),
      'has line(s) that are not KEY=VALUE: line 25; fix or comment them out with #'),
 ])
 def test_configuration_errors(lab, tmp_path, case, make_env, expected):
-    env_file = write_env(tmp_path, make_env(lab))
+    env_file = write_env_file(tmp_path, make_env(lab))
     result = run_info(tmp_path, env_file)
     assert expected in failed_msg(result), case
     result.assert_no_secret(lab_secrets(lab) + [WRONG_SECRET])
 
 
 def test_wrong_token_secret_is_401_with_token_id(lab, tmp_path):
-    env_file = write_env(tmp_path, env_lines(lab, replace={'PROXMOX_CLUSTER_staging_TOKEN_SECRET': WRONG_SECRET}))
+    env_file = write_env_file(tmp_path, edited_env_text(lab, replace={'PROXMOX_CLUSTER_staging_TOKEN_SECRET': WRONG_SECRET}))
     result = run_info(tmp_path, env_file, {'fail_on_unreachable': True})
     msg = failed_msg(result)
     assert ("cluster 'staging': the API at %s rejected the token root@pam!pmx (401 authentication failure). "
@@ -109,7 +88,7 @@ def test_wrong_token_secret_is_401_with_token_id(lab, tmp_path):
 
 
 def test_connection_refused(lab, tmp_path):
-    env_file = write_env(tmp_path, env_lines(
+    env_file = write_env_file(tmp_path, edited_env_text(
         lab, replace={'PROXMOX_CLUSTER_production_API_URL': 'https://127.0.9.9:8006'}))
     result = run_info(tmp_path, env_file, {'name': ['production'], 'fail_on_unreachable': True})
     msg = failed_msg(result)
@@ -121,7 +100,7 @@ def test_connection_refused(lab, tmp_path):
 def test_bad_certificate(lab, tmp_path):
     # A CA bundle that did not sign the lab's certificate: verification must fail, clearly.
     other_ca = make_cert(str(tmp_path), name='other', hosts=(lab.clusters['production'].host,))[0]
-    env_file = write_env(tmp_path, env_lines(lab, replace={'PROXMOX_CLUSTER_production_CA_BUNDLE': other_ca}))
+    env_file = write_env_file(tmp_path, edited_env_text(lab, replace={'PROXMOX_CLUSTER_production_CA_BUNDLE': other_ca}))
     result = run_info(tmp_path, env_file, {'name': ['production'], 'fail_on_unreachable': True})
     msg = failed_msg(result)
     assert "cluster 'production': TLS certificate verification failed for %s" % lab.clusters['production'].url in msg
@@ -131,7 +110,7 @@ def test_bad_certificate(lab, tmp_path):
 
 
 def test_env_file_readable_by_others_warns(lab, tmp_path):
-    env_file = write_env(tmp_path, lab.env_text())
+    env_file = write_env_file(tmp_path, lab.env_text())
     env_file.chmod(0o644)
     result = run_play(tmp_path, [{INFO: {'name': ['staging']}, 'register': 'info'}], env_file=env_file)
     assert result.rc == 0, result.output

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from fakepve.certs import make_cert
 
-from conftest import BIN, ansible_env, failed_message, lab_secrets, run_mcp, run_play
+from conftest import BIN, ansible_env, edited_env_text, failed_message, lab_secrets, run_mcp, run_play, write_env_file
 
 VM = 'pmx.multicluster.pmx_vm'
 CT = 'pmx.multicluster.pmx_lxc'
@@ -44,19 +44,7 @@ def capture(lab, what, *texts):
 
 def env_file(lab, tmp_path, replace=None, drop=(), extra=(), mode=0o600, name='faults.env'):
     """The lab's .env with variables replaced or dropped, plus extra lines, as a file with ``mode``."""
-    replace = replace or {}
-    lines = []
-    for line in lab.env_text().splitlines():
-        key = line.split('=', 1)[0]
-        if key in drop:
-            continue
-        if key in replace:
-            line = '%s=%s' % (key, replace[key])
-        lines.append(line)
-    path = tmp_path / name
-    path.write_text('\n'.join(lines + list(extra)) + '\n')
-    path.chmod(mode)
-    return path
+    return write_env_file(tmp_path, edited_env_text(lab, drop, replace, extra), mode, name)
 
 
 def url_of(lab, cluster):
