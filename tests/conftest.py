@@ -244,3 +244,169 @@ def run_mcp(env, body):
         errlog.seek(0)
         stderr = errlog.read()
     return value, texts, stderr
+
+
+# ------------------------------------------------------------------ the three front ends, output captured
+# A module in a play (-vvv), ansible-inventory --list and the installed MCP server: what each printed or
+# returned is kept in CAPTURED for the secret scan. Faults and checks of what the fakes received follow.
+
+VM = 'pmx.multicluster.pmx_vm'
+CT = 'pmx.multicluster.pmx_lxc'
+INFO = 'pmx.multicluster.pmx_cluster_info'
+DEAD = 'https://127.0.9.9:8006'      # nothing listens there
+WRITES = ('POST', 'PUT', 'DELETE')
+MAY_FAIL = {'ignore_errors': True}
+CHECK = {'check_mode': True}
+
+# (what, text, secrets that must not be in it): every output captured through the helpers below, in the
+# whole session; tests/integration/test_zz_secret_scan.py scans it for every form of every secret.
+CAPTURED = []
+# Secrets besides the labs' token secrets (a container password, a token of a test's own) to look for.
+EXTRA_SECRETS = []
+
+
+def register_secret(*secrets):
+    """Have the session-wide scan look for these secrets too."""
+    EXTRA_SECRETS.extend(s for s in secrets if s not in EXTRA_SECRETS)
+
+
+def capture(lab, what, *texts):
+    """Keep ``texts`` (output of a front end run against ``lab``) for the secret scan."""
+    CAPTURED.append((what, '\n'.join(str(t) for t in texts), list(lab_secrets(lab)) + EXTRA_SECRETS))
+
+
+# ------------------------------------------------------------------ configuration files
+
+def env_file(lab, tmp_path, replace=None, drop=(), extra=(), mode=0o600, name='faults.env'):
+    """The lab's .env with variables replaced or dropped, plus extra lines, as a file with ``mode``."""
+    return write_env_file(tmp_path, edited_env_text(lab, drop, replace, extra), mode, name)
+
+
+def url_of(lab, cluster):
+    return lab.clusters[cluster].url
+
+
+# ------------------------------------------------------------------ the three front ends
+
+def play(lab, tmp_path, module, steps, env=None, args=('-vvv',)):
+    """One ansible-playbook -vvv running ``module`` once per step (name, params[, task keywords])."""
+    tasks = []
+    for step in steps:
+        task = {'name': step[0], step[3] if len(step) > 3 else module: step[1], 'register': step[0]}
+        task.update(step[2] if len(step) > 2 else {})
+        tasks.append(task)
+    result = run_play(tmp_path, tasks, env_file=env or lab.env_file, args=list(args))
+    capture(lab, 'play', result.output, json.dumps(result.results))
+    return result
+
+
+class Inventory:
+    def __init__(self, proc):
+        self.rc = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self.data = json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.startswith('{') else None
+
+    @property
+    def hosts(self):
+        return set(self.data['_meta']['hostvars']) if self.data else set()
+
+    @property
+    def text(self):
+        """stderr on one line (ansible wraps long warnings)."""
+        return ' '.join(self.stderr.split())
+
+
+def inventory(lab, tmp_path, options=None, env=None, fail_unparsed=False):
+    """ansible-inventory --list on a pmx source, with the .env ``env`` (default: the lab's)."""
+    source = tmp_path / 'faults.pmx.yml'
+    source.write_text(yaml.safe_dump(dict({'plugin': 'pmx.multicluster.pmx'}, **(options or {}))))
+    extra = {'ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED': '1'} if fail_unparsed else {}
+    proc = subprocess.run([str(BIN / 'ansible-inventory'), '-i', str(source), '--list'],
+                          env=ansible_env(env or lab.env_file, extra), capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL, check=False, cwd=str(tmp_path))
+    capture(lab, 'inventory', proc.stdout, proc.stderr)
+    return Inventory(proc)
+
+
+def mcp(lab, calls, env=None, write=False, stderr_out=None):
+    """Start the installed MCP server, make ``calls`` [(tool, arguments)...]; returns their results in order."""
+    extra = {'PMX_MCP_ALLOW_WRITE': '1'} if write else {}
+
+    async def body(client):
+        return [await client.call(tool, **arguments) for tool, arguments in calls]
+
+    results, texts, stderr = run_mcp(ansible_env(env or lab.env_file, extra), body)
+    capture(lab, 'mcp', json.dumps(results, default=str), '\n'.join(texts), stderr)
+    assert 'Traceback' not in stderr, stderr
+    if stderr_out is not None:
+        stderr_out.append(stderr)
+    return results
+
+
+# ------------------------------------------------------------------ what the fakes received
+
+def writes(lab):
+    """Every write request the lab's clusters recorded."""
+    return [(name, r[0], r[1]) for name, c in lab.clusters.items() for r in c.pve.requests if r[0] in WRITES]
+
+
+def recorded(pve, method, suffix):
+    return [r for r in pve.requests if r[0] == method and r[1].endswith(suffix)]
+
+
+class NetworkFault:
+    """Stands in for a fake's random generator, so a network fault hits chosen requests only.
+
+    fakepve draws one number per request to decide whether to drop (or hang) it, before it records the
+    request: ``hit(method, path, n)`` (n: the how-manieth arrival of this method and path) decides, and
+    ``arrived`` counts every request that reached the fake, dropped ones included.
+    """
+
+    def __init__(self, hit):
+        self.hit = hit
+        self.arrived = []
+
+    def random(self):
+        request = sys._getframe(1).f_locals.get('request')  # pylint: disable=protected-access
+        key = (request.method, request.path) if request is not None else ('?', '?')
+        self.arrived.append(key)
+        return 0.0 if self.hit(key[0], key[1], self.arrived.count(key)) else 1.0
+
+    @staticmethod
+    def uniform(low, high):  # latency jitter: none
+        return low
+
+    def seed(self, *args):
+        pass
+
+    def count(self, method, suffix):
+        return len([k for k in self.arrived if k[0] == method and k[1].endswith(suffix)])
+
+
+def network_fault(lab, cluster, hit, hang_secs=None):
+    """Drop (or, with hang_secs, hang) the requests of one cluster that ``hit`` chooses."""
+    pve = lab.clusters[cluster].pve
+    fault = NetworkFault(hit)
+
+    def install():
+        pve._random = fault  # pylint: disable=protected-access
+        if hang_secs is None:
+            pve.flaky_network(drop_rate=1.0)
+        else:
+            pve.flaky_network(hang_rate=1.0, hang_secs=hang_secs)
+    lab.call(install)
+    return fault
+
+
+def clear_network(lab, cluster):
+    lab.call(lambda: lab.clusters[cluster].pve.flaky_network())
+
+
+def vms_named(lab, cluster, name):
+    return [vm for vm in lab.clusters[cluster].pve.vms if vm.name == name]
+
+
+def effective(vm, key):
+    """A config value as of the next boot (a running VM keeps some changes pending)."""
+    return str(vm.pending.get(key, vm.config.get(key)))
