@@ -36,7 +36,7 @@ import threading
 import time
 import uuid
 
-__all__ = ['Lab', 'LabCluster', 'LabError', 'CLUSTER_LAYOUT', 'TOKEN_ID', 'main']
+__all__ = ['Hold', 'Lab', 'LabCluster', 'LabError', 'CLUSTER_LAYOUT', 'TOKEN_ID', 'main']
 
 PORT = 8006
 USER = 'root@pam'
@@ -226,6 +226,110 @@ def populate(pve, cluster, index, prefix, tier, nodes, bulk=0):
         n += 1
 
 
+# ------------------------------------------------------------------ hooks: hold a request or a task
+
+class Hold(object):
+    """Requests or tasks of a fake that wait until release(): the lab's way to interleave runs deterministically.
+
+    ``reached`` is set (a threading.Event) when the first matching request or task is held; ``held`` counts
+    them. Created by Lab.hold_requests() and Lab.hold_tasks(); release() lets every held one go on, and
+    later matches are no longer held.
+    """
+
+    def __init__(self, lab, count):
+        self._lab = lab
+        self.count = count
+        self.held = 0
+        self.reached = threading.Event()
+        self._gate = None  # the asyncio.Event, made on the lab's loop
+        self.released = False
+
+    def matches_left(self):
+        return not self.released and (self.count is None or self.held < self.count)
+
+    async def wait_here(self):
+        """Called on the loop by the fake for a held request or task: wait for release()."""
+        self.held += 1
+        if self._gate is None:
+            self._gate = asyncio.Event()
+        self.reached.set()
+        await self._gate.wait()
+
+    def wait_reached(self, timeout=30):
+        """Block until a request or task is held; False on timeout."""
+        return self.reached.wait(timeout)
+
+    def release(self):
+        """Let every held request or task go on (safe to call more than once, and before anything was held)."""
+        if self._lab.running:
+            self._lab.call(self.open)
+
+    def open(self):
+        """release(), on the lab's loop."""
+        self.released = True
+        if self._gate is None:
+            self._gate = asyncio.Event()
+        self._gate.set()
+
+
+_LAB_PVE = None
+
+
+def lab_pve_class():
+    """FakePve with the lab's hooks (imported lazily: fakepve is only needed once a lab starts).
+
+    The hooks model nothing new: a held request is one still in flight (as on a slow network), a held task
+    one that PVE has started (its UPID answered, status ``running``, the guest's config lock taken) and that
+    has not finished yet, as a long clone or a slow start does on a real cluster.
+    """
+    global _LAB_PVE
+    if _LAB_PVE is not None:
+        return _LAB_PVE
+    from aiohttp import web
+    from fakepve import FakePve
+
+    class LabPve(FakePve):
+        def __init__(self, *args, **kwargs):
+            super(LabPve, self).__init__(*args, **kwargs)
+            self.request_holds = []  # (method, suffix, Hold)
+            self.task_holds = []     # (task type, vmid or None, Hold)
+
+        def _build_app(self):
+            app = super(LabPve, self)._build_app()
+            # Outermost: a held request has not reached the fake yet (not recorded, not answered).
+            app.middlewares.insert(0, self._hold_requests)
+            return app
+
+        @web.middleware
+        async def _hold_requests(self, request, handler):
+            for method, suffix, hold in list(self.request_holds):
+                if request.method == method and request.path.endswith(suffix) and hold.matches_left():
+                    await hold.wait_here()
+                    break
+            return await handler(request)
+
+        async def task(self, node, ttype, tid, user, body, vm=None, lock=True, log=()):
+            hold = next((h for t, vmid, h in self.task_holds
+                         if t == ttype and vmid in (None, str(tid)) and h.matches_left()), None)
+            if hold is None:
+                return await super(LabPve, self).task(node, ttype, tid, user, body, vm=vm, lock=lock, log=log)
+
+            async def held_body():
+                await hold.wait_here()
+                return await body()
+            # FakePve runs a task before answering when time_scale is 0; a held task must run in the
+            # background instead, as PVE's workers do. Nothing awaits between this and FakePve's check.
+            scale = self.time_scale
+            self.time_scale = scale or 1e-9
+            try:
+                return await super(LabPve, self).task(node, ttype, tid, user, held_body, vm=vm, lock=lock, log=log)
+            finally:
+                self.time_scale = scale
+
+    _LAB_PVE = LabPve
+    return LabPve
+
+
 # ------------------------------------------------------------------ files
 
 def _write_private(path, text):
@@ -287,6 +391,7 @@ class Lab(object):
         self.loop = None
         self.thread = None
         self._lock = threading.Lock()
+        self._holds = []
 
     # ------------------------------------------------------------- lifecycle
 
@@ -308,7 +413,7 @@ class Lab(object):
                                                               'running' if self.running else 'stopped')
 
     def _build(self):
-        from fakepve import FakePve
+        FakePve = lab_pve_class()
         built = {}
         for index, host in enumerate(self.hosts, 1):
             name, prefix, region, tier = cluster_meta(index)
@@ -433,8 +538,12 @@ class Lab(object):
             return
         fakes = [c.pve for c in self.clusters.values()]
 
+        holds, self._holds = self._holds, []
+
         async def stop_all():
             from fakepve import settle
+            for hold in holds:  # nothing stays held: the fakes can finish what they started
+                hold.open()
             await settle()
             await asyncio.gather(*(pve.stop() for pve in fakes), return_exceptions=True)
             # Tasks still waiting at time_scale > 0 (a long shutdown, a held lock) end here, not as warnings.
@@ -488,6 +597,29 @@ class Lab(object):
         elif args:
             raise TypeError('arguments are for a callable, not a coroutine')
         return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
+
+    def _hold(self, count):
+        hold = Hold(self, count)
+        self._holds.append(hold)
+        return hold
+
+    def hold_requests(self, cluster, method, suffix, count=1):
+        """The next ``count`` requests to ``cluster`` with this method and a path ending in ``suffix`` wait
+        (before the fake sees them) until the returned Hold is released. count=None: every one."""
+        hold = self._hold(count)
+        pve = self.clusters[cluster].pve
+        self.call(lambda: pve.request_holds.append((method.upper(), suffix, hold)))
+        return hold
+
+    def hold_tasks(self, cluster, task_type, vmid=None, count=1):
+        """The next ``count`` tasks of ``task_type`` (qmcreate, vzcreate, qmstart, qmdestroy...; for one vmid
+        if given) are started (UPID answered, status running, config lock taken) but wait until the returned
+        Hold is released. count=None: every one."""
+        hold = self._hold(count)
+        pve = self.clusters[cluster].pve
+        key = None if vmid is None else str(vmid)
+        self.call(lambda: pve.task_holds.append((task_type, key, hold)))
+        return hold
 
     def env(self):
         """The PROXMOX_* variables of the .env, as a dict (in the file's order)."""

@@ -8,6 +8,7 @@ symlink); integration tests run ``ansible-playbook`` against the collection as
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -119,8 +120,9 @@ def ansible_env(env_file=None, extra=None):
     return env
 
 
-def run_play(tmp_path, tasks, env_file=None, env=None, args=(), play_vars=None, timeout=300):
-    """Run ``tasks`` on localhost with the real ansible-playbook and return a PlayResult.
+def run_play(tmp_path, tasks, env_file=None, env=None, args=(), play_vars=None, timeout=300, start=False):
+    """Run ``tasks`` on localhost with the real ansible-playbook and return a PlayResult (with ``start``:
+    start it in the background and return a RunningPlay).
 
     Every variable a task registers is written to a JSON file in an ``always`` section, so a
     failing task still yields its result.
@@ -146,7 +148,33 @@ def run_play(tmp_path, tasks, env_file=None, env=None, args=(), play_vars=None, 
     }]
     playbook = tmp_path / ('play-%d.yml' % len(list(tmp_path.glob('play-*.yml'))))
     playbook.write_text(yaml.safe_dump(play, sort_keys=False))
+    if start:
+        return RunningPlay(playbook, out, env_file, env, args)
     return run_playbook(playbook, env_file=env_file, env=env, args=args, timeout=timeout, results_file=out)
+
+
+class RunningPlay:
+    """An ansible-playbook started in the background (its own process group): for runs that overlap."""
+
+    def __init__(self, playbook, results_file, env_file=None, env=None, args=()):
+        self.results_file = results_file
+        self.proc = subprocess.Popen([str(BIN / 'ansible-playbook'), '-i', 'localhost,', '-c', 'local', str(playbook)]
+                                     + list(args), env=ansible_env(env_file, env), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+
+    def interrupt(self):
+        """Ctrl-C, as at a terminal: SIGINT to ansible-playbook and the module it runs."""
+        os.killpg(self.proc.pid, signal.SIGINT)
+
+    def result(self, timeout=300):
+        """Wait for the end; the PlayResult."""
+        stdout, stderr = self.proc.communicate(timeout=timeout)
+        proc = subprocess.CompletedProcess(self.proc.args, self.proc.returncode, stdout, stderr)
+        results = {}
+        if Path(self.results_file).is_file():
+            results = json.loads(Path(self.results_file).read_text())
+        return PlayResult(proc, results)
 
 
 def run_playbook(playbook, env_file=None, env=None, args=(), timeout=300, results_file=None):
@@ -288,16 +316,42 @@ def url_of(lab, cluster):
 
 # ------------------------------------------------------------------ the three front ends
 
-def play(lab, tmp_path, module, steps, env=None, args=('-vvv',)):
-    """One ansible-playbook -vvv running ``module`` once per step (name, params[, task keywords])."""
+def _steps(module, steps):
     tasks = []
     for step in steps:
         task = {'name': step[0], step[3] if len(step) > 3 else module: step[1], 'register': step[0]}
         task.update(step[2] if len(step) > 2 else {})
         tasks.append(task)
-    result = run_play(tmp_path, tasks, env_file=env or lab.env_file, args=list(args))
+    return tasks
+
+
+def play(lab, tmp_path, module, steps, env=None, args=('-vvv',)):
+    """One ansible-playbook -vvv running ``module`` once per step (name, params[, task keywords])."""
+    result = run_play(tmp_path, _steps(module, steps), env_file=env or lab.env_file, args=list(args))
     capture(lab, 'play', result.output, json.dumps(result.results))
     return result
+
+
+class CapturedRun:
+    """A play() started in the background: ``result()`` waits, captures the output and returns the PlayResult."""
+
+    def __init__(self, lab, running):
+        self.lab = lab
+        self.running = running
+
+    def interrupt(self):
+        self.running.interrupt()
+
+    def result(self, timeout=300):
+        result = self.running.result(timeout)
+        capture(self.lab, 'play', result.output, json.dumps(result.results))
+        return result
+
+
+def start_play(lab, tmp_path, module, steps, env=None, args=('-vvv',)):
+    """play(), started in the background, for two runs that overlap (the lab's holds make the order certain)."""
+    return CapturedRun(lab, run_play(tmp_path, _steps(module, steps), env_file=env or lab.env_file, args=list(args),
+                                     start=True))
 
 
 class Inventory:

@@ -57,10 +57,11 @@ from pydantic import Field  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils import snapshots  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.config import load_config  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (  # noqa: E402
-    ClusterError, ConfigError, DuplicateGuestError, GuestNotFoundError)
+    ClusterError, ConfigError)
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests import (  # noqa: E402
     LXC, QEMU, GuestManager, GuestSpec, check_guest_name, check_vmid)
 from ansible_collections.pmx.multicluster.plugins.module_utils.registry import ClusterRegistry  # noqa: E402
+from ansible_collections.pmx.multicluster.plugins.module_utils.router import unreadable_error  # noqa: E402
 # pylint: enable=wrong-import-position
 
 LOG = logging.getLogger('pmx_mcp')
@@ -162,25 +163,15 @@ class Pmx:
     def errors(results) -> List[Dict]:
         return [{'cluster': name, 'error': str(r.error)} for name, r in results.items() if not r.ok]
 
-    def locate(self, name: Optional[str], vmid: Optional[int], cluster: Optional[str]):
-        """(route, client, /cluster/resources entry) of an existing guest, routed as the modules route."""
-        if not name and vmid is None:
-            raise ClusterError('give the guest name or vmid')
-        registry = self.reg()
-        route = registry.select(cluster=cluster, name=name, vmid=vmid, lookup=True)
-        client = registry.client(route.cluster)
-        resources = client.get('cluster/resources', type='vm') or []
-        found = [g for g in resources if g.get('type') in ('qemu', 'lxc')
-                 and (vmid is None or int(g.get('vmid', -1)) == int(vmid)) and (not name or g.get('name') == name)]
-        what = ' '.join(filter(None, ["'%s'" % name if name else '', '(vmid %s)' % vmid if vmid is not None else '']))
-        if not found:
-            raise GuestNotFoundError("cluster '%s' (%s): no guest %s there" % (route.cluster, route.reason, what),
-                                     route.cluster, 404)
-        if len(found) > 1:
-            raise DuplicateGuestError("cluster '%s' has %d guests named %s (vmids %s); give vmid to pick one"
-                                      % (route.cluster, len(found), what, ', '.join(str(g['vmid']) for g in found)),
-                                      route.cluster)
-        return route, client, found[0]
+    def locate(self, name: Optional[str], vmid: Optional[int], cluster: Optional[str], write: bool = True):
+        """(route, client, /cluster/resources entry) of an existing guest, routed as the modules route.
+
+        For a write the route is strict (a lookup that could not read every cluster is refused); a read
+        answers from what it could read, and ``route.unreadable`` names the rest.
+        """
+        check_guest_name(name)
+        check_vmid(vmid)
+        return self.reg().find_guest(name=name, vmid=vmid, cluster=cluster, strict=write)
 
     @staticmethod
     def summary(guest: Dict) -> Dict:
@@ -195,8 +186,13 @@ class Pmx:
         route, dummy, guest = self.locate(name, vmid, cluster)
         self.check_writable(route.cluster)
         result = self.manager(guest['type']).ensure(state, GuestSpec(
-            name=guest.get('name'), vmid=int(guest['vmid']), cluster=route.cluster, update=False, **spec))
+            name=guest.get('name'), vmid=int(guest['vmid']), cluster=cluster, update=False, **spec), route=route)
         return self.write_result(route, result)
+
+    @staticmethod
+    def unread(route) -> List[Dict]:
+        """The clusters a read's lookup could not read, for the answer."""
+        return [{'cluster': name, 'error': error} for name, error in route.unreadable.items()]
 
     @staticmethod
     def write_result(route, result: Dict) -> Dict:
@@ -322,7 +318,7 @@ def build_server(pmx: Pmx) -> MCPServer:
     def guest_details(name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None) -> dict[str, Any]:
         """Current status and configuration of one guest, found by name or vmid. Without cluster the guest is
         routed (name pattern, then where it exists); the answer says which cluster and why."""
-        route, client, guest = pmx.locate(name, vmid, cluster)
+        route, client, guest = pmx.locate(name, vmid, cluster, write=False)
         base = 'nodes/%s/%s/%s' % (guest['node'], guest['type'], guest['vmid'])
         current = client.get(base + '/status/current') or {}
         config = dict(client.get(base + '/config') or {})
@@ -330,7 +326,8 @@ def build_server(pmx: Pmx) -> MCPServer:
         keep = ('status', 'qmpstatus', 'uptime', 'cpu', 'cpus', 'mem', 'maxmem', 'disk', 'maxdisk', 'netin', 'netout',
                 'lock', 'ha', 'pid', 'running-machine', 'running-qemu', 'tags')
         return {'cluster': route.cluster, 'route_reason': route.reason, 'guest': pmx.summary(guest),
-                'status': dict((k, v) for k, v in current.items() if k in keep), 'config': config}
+                'status': dict((k, v) for k, v in current.items() if k in keep), 'config': config,
+                'unreadable': pmx.unread(route)}
 
     @tool(READ, 'List storages')
     def list_storages(cluster: ClusterFilter = None) -> dict[str, Any]:
@@ -372,19 +369,31 @@ def build_server(pmx: Pmx) -> MCPServer:
     @tool(READ, 'Which cluster would a guest name go to')
     def route_guest(name: Annotated[str, Field(description='Guest name, existing or not.')]) -> dict[str, Any]:
         """Which cluster a guest with this name belongs to, and why: its name pattern (e.g. "pattern 'stg-*'"),
-        the cluster where it already exists ('located'), or 'default'. The same routing as the modules use."""
+        the cluster where it already exists ('located'), or 'default'. The same routing as the modules use,
+        with the same safety rules: `unreadable` lists clusters the lookup could not read, and `write_refused`
+        says why a write (a create, or a change of this guest) would be refused now, with what to do."""
         registry = pmx.reg()
-        route = registry.select(name=name, lookup=True)
+        check_guest_name(name)
+        route = registry.select(name=name, lookup=True, strict=False)
+        refused = None
+        if route.unreadable and not route.by_rule:
+            refused = str(unreadable_error("the guest named '%s'" % name, route.located, route.unreadable))
+        elif route.by_rule:
+            try:
+                registry.check_not_elsewhere(route, name)
+            except ClusterError as exc:
+                refused = 'a create would be refused: %s' % exc
         return {'name': name, 'cluster': route.cluster, 'reason': route.reason, 'located': route.located,
                 'pattern_matches': registry.router.pattern_matches(name),
-                'writable': pmx.writable(route.cluster)}
+                'writable': pmx.writable(route.cluster), 'unreadable': pmx.unread(route), 'write_refused': refused}
 
     @tool(READ, 'List snapshots of a guest')
     def snapshot_list(name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None) -> dict[str, Any]:
         """The snapshots of one guest, oldest first; `current` marks the one the guest runs from."""
-        route, client, guest = pmx.locate(name, vmid, cluster)
+        route, client, guest = pmx.locate(name, vmid, cluster, write=False)
         return {'cluster': route.cluster, 'route_reason': route.reason, 'guest': pmx.summary(guest),
-                'snapshots': snapshots.list_snapshots(client, guest['type'], guest['node'], guest['vmid'])}
+                'snapshots': snapshots.list_snapshots(client, guest['type'], guest['node'], guest['vmid']),
+                'unreadable': pmx.unread(route)}
 
     if pmx.allow_write:
         _write_tools(pmx, tool)
@@ -462,7 +471,8 @@ def _write_tools(pmx: Pmx, tool) -> None:
                            % ('stop and ' if guest.get('status') == 'running' else '', label(guest), route.cluster),
                            'delete_guest')
         result = pmx.manager(guest['type']).ensure('absent', GuestSpec(
-            name=guest.get('name'), vmid=int(guest['vmid']), cluster=route.cluster, purge=purge, timeout=timeout))
+            name=guest.get('name'), vmid=int(guest['vmid']), cluster=cluster, purge=purge, timeout=timeout),
+            route=route)
         return pmx.write_result(route, result)
 
     @tool(ADDITIVE, 'Create a VM (routed by name)')
@@ -489,16 +499,18 @@ def _write_tools(pmx: Pmx, tool) -> None:
         check_vmid(vmid)
         route = registry.select(cluster=cluster, name=name, vmid=vmid, lookup=True)
         pmx.check_writable(route.cluster)
-        conf = registry.cluster(route.cluster)
+        # A disk and a net that name no storage or bridge get the cluster's DEFAULT_STORAGE / DEFAULT_BRIDGE from
+        # the core, as in pmx_vm; this server's documented fallbacks apply when the cluster has none.
         config: Dict[str, Any] = {'cores': cores, 'memory': memory,
-                                  'net0': 'virtio,bridge=%s' % (bridge or conf.default_bridge or 'vmbr0')}
+                                  'net0': 'virtio,bridge=%s' % bridge if bridge else 'virtio'}
         if disk_gb:
-            config['scsi0'] = '%s:%d' % (storage or conf.default_storage or 'local-lvm', disk_gb)
+            config['scsi0'] = '%s:%d' % (storage, disk_gb) if storage else str(disk_gb)
             config['scsihw'] = 'virtio-scsi-single'
         if tags:
             config['tags'] = tags
         result = GuestManager(registry, kind=QEMU).ensure('started' if start else 'present', GuestSpec(
-            name=name, vmid=vmid, cluster=route.cluster, node=node, config=config, update=False, timeout=timeout))
+            name=name, vmid=vmid, cluster=cluster, node=node, config=config, update=False, timeout=timeout,
+            fallback_storage='local-lvm', fallback_bridge='vmbr0'), route=route)
         return pmx.write_result(route, result)
 
     @tool(ADDITIVE, 'Clone a guest or template')
@@ -523,8 +535,8 @@ def _write_tools(pmx: Pmx, tool) -> None:
         kind = next((r.get('type') for r in resources if r.get('name') == text
                      or (text.isdigit() and int(r.get('vmid', -1)) == int(text))), 'qemu')
         result = pmx.manager(kind).ensure('started' if start else 'present', GuestSpec(
-            name=name, vmid=vmid, cluster=route.cluster, node=node, clone=text, full=full, update=False,
-            timeout=timeout))
+            name=name, vmid=vmid, cluster=cluster, node=node, clone=text, full=full, update=False,
+            timeout=timeout), route=route)
         return pmx.write_result(route, result)
 
     @tool(ADDITIVE, 'Take a snapshot')

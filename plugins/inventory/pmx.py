@@ -32,7 +32,10 @@ description:
     become C(_) (C(pmx_cluster_disaster_recovery))."
   - "Host names come from O(hostname_template). When the template gives the same name to guests of different
     clusters (or twice in one cluster), none replaces another: each of those guests is named
-    C(<name>.<cluster>), and if that is still not unique, C(<name>.<cluster>.<vmid>). A warning lists them."
+    C(<name>.<cluster>), and if that is still not unique, C(<name>.<cluster>.<vmid>). A generated name never
+    takes the real name of another guest (a guest may be called C(web01.production)): that guest keeps its name,
+    and the generated one takes the next form (or, if that is a real name too, C(-2), C(-3)... appended).
+    No guest is lost; a warning lists every renamed one."
 extends_documentation_fragment:
   - pmx.multicluster.pmx
   - constructed
@@ -282,20 +285,35 @@ def hostnames(records, template):
     """Unique inventory names for the records, and a description of each name that had to be disambiguated.
 
     Rule: the template's name; a name several guests share becomes ``<name>.<cluster>`` for each of them,
-    and one still shared (the same name twice in a cluster) ``<name>.<cluster>.<vmid>``.
+    and one still shared (the same name twice in a cluster) ``<name>.<cluster>.<vmid>``. A generated name
+    never takes a name that a guest really has (a guest may be called ``web01.production``): such a guest
+    keeps its own name and the generated one moves to the next form, and if even ``<name>.<cluster>.<vmid>``
+    is a real name, ``-2``, ``-3``... is appended. No guest is ever lost.
     Deterministic: it depends only on the records, not on the order the clusters answered in.
     """
     base = [render_hostname(template, r) for r in records]
-    names = list(base)
-    steps = (lambda i: '%s.%s' % (base[i], records[i]['cluster']),
-             lambda i: '%s.%s.%s' % (base[i], records[i]['cluster'], records[i]['vmid']))
-    for step in steps:
-        counts = Counter(names)
-        clashing = [i for i, name in enumerate(names) if counts[name] > 1]
-        if not clashing:
-            break
-        for i in clashing:
-            names[i] = step(i)
+    counts = Counter(base)
+    names = [name if counts[name] == 1 else None for name in base]
+    taken = set(base)  # every real name, shared or not: no generated name may be one of them
+
+    def order(i):
+        return (str(records[i]['cluster']), int(records[i]['vmid'] or 0), i)
+
+    pending = sorted((i for i, name in enumerate(names) if name is None), key=order)
+    with_cluster = dict((i, '%s.%s' % (base[i], records[i]['cluster'])) for i in pending)
+    shared = Counter(with_cluster.values())
+    for i in pending:
+        if shared[with_cluster[i]] == 1 and with_cluster[i] not in taken:
+            names[i] = with_cluster[i]
+            taken.add(names[i])
+    for i in pending:
+        if names[i] is None:
+            stem = '%s.%s.%s' % (base[i], records[i]['cluster'], records[i]['vmid'])
+            name, n = stem, 2
+            while name in taken:
+                name, n = '%s-%d' % (stem, n), n + 1
+            names[i] = name
+            taken.add(name)
     duplicates = {}
     for i, name in enumerate(names):
         if name != base[i]:

@@ -13,6 +13,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
+
+# PVE's answers when a vmid is taken between GET /cluster/nextid and the create or clone:
+# "VM 106 already exists on node 'x'", "CT 106 already exists", "unable to create VM 106: config file already exists".
+VMID_TAKEN = re.compile(r"\b(?:VM|CT) \d+ already exists|config file already exists", re.I)
+
 
 class ClusterError(Exception):
     """Base class: a problem with the configuration or a cluster, with an actionable message."""
@@ -49,6 +55,17 @@ class AmbiguousClusterSelectionError(ClusterError):
     def __init__(self, message, candidates):
         super(AmbiguousClusterSelectionError, self).__init__(message)
         self.candidates = list(candidates)
+
+
+class UnreadableClustersError(ClusterError):
+    """An answer depends on clusters that could not be read (a lookup, a check before a create); nothing was changed.
+
+    ``clusters`` maps each unread cluster to why it could not be read.
+    """
+
+    def __init__(self, message, clusters):
+        super(UnreadableClustersError, self).__init__(message)
+        self.clusters = dict(clusters)
 
 
 class ClusterConnectionError(ClusterError):
@@ -108,3 +125,9 @@ class GuestConflictError(ClusterError):
 
 class NodeOfflineError(ClusterError):
     """The node a guest lives on (or the one asked for) is offline."""
+
+
+def vmid_taken(exc):
+    """Whether a failed create or clone failed only because its vmid was taken meanwhile."""
+    texts = [str(exc)] + [str(line) for line in getattr(exc, 'log', None) or []]
+    return any(VMID_TAKEN.search(text) for text in texts)

@@ -29,7 +29,8 @@ from urllib.parse import quote, unquote
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
     ApiError, DuplicateGuestError, GuestConflictError, GuestLockedError, GuestNotFoundError, NodeOfflineError,
-    ResourceNotFoundError, TaskError, TaskTimeoutError)
+    ResourceNotFoundError, TaskError, TaskTimeoutError, vmid_taken)
+from ansible_collections.pmx.multicluster.plugins.module_utils.router import same_name
 
 DEFAULT_TIMEOUT = 300
 LOCK_POLL = 0.5
@@ -41,6 +42,16 @@ NEW_DISK = re.compile(r'^(?:(?P<storage>[^/:\s]+):)?(?P<size>\d+(?:\.\d+)?)$')
 # A shutdown that did not finish in time: qemu says "got timeout", pct "container did not stop".
 SHUTDOWN_TIMEOUT = re.compile(r'timeout|timed out|did not stop', re.I)
 SIZE_UNITS = {'': 1024 ** 3, 'K': 1024, 'M': 1024 ** 2, 'G': 1024 ** 3, 'T': 1024 ** 4}
+# Locks of a guest that is being made: its name may not be known yet (PVE lists a container being created
+# without its hostname), so a guest with such a lock may be the one a run is about to create.
+CREATING_LOCKS = ('create', 'clone')
+# How often a create takes a fresh vmid when another create took the one /cluster/nextid gave.
+VMID_ATTEMPTS = 5
+# PVE's own size of a container's root file system when the create request gives none (GiB).
+LXC_DEFAULT_ROOTFS_GIB = 4
+# A power action that PVE refuses because the guest is already where the action would take it.
+ALREADY_DONE = {'start': re.compile(r'already running', re.I), 'shutdown': re.compile(r'not running', re.I),
+                'stop': re.compile(r'not running', re.I)}
 QEMU_NET_MODELS = ('e1000', 'e1000-82540em', 'e1000-82544gc', 'e1000-82545em', 'e1000e', 'i82551', 'i82557b',
                    'i82559er', 'ne2k_isa', 'ne2k_pci', 'pcnet', 'rtl8139', 'virtio', 'vmxnet3')
 
@@ -74,6 +85,12 @@ class GuestKind:
     check_new_disks: bool = False
     config_method: str = 'POST'     # how the config is written: POST (qemu, a task) or PUT (lxc, synchronous)
     cli: str = 'qm'                 # the node's command line tool, for messages (qm unlock / pct unlock)
+    # Task types that change a guest's power state or existence; a rerun waits for one still running.
+    task_types: Tuple[str, ...] = ('qmstart', 'qmstop', 'qmshutdown', 'qmreboot', 'qmreset', 'qmsuspend', 'qmresume',
+                                   'qmdestroy')
+    # Net properties a new device must have, and an example of a valid net value, for messages.
+    net_requires: Tuple[str, ...] = ()
+    net_example: str = 'virtio,bridge=vmbr0'
 
     def is_disk(self, key: str) -> bool:
         return re.fullmatch(self.disk_pattern, key) is not None
@@ -114,6 +131,8 @@ LXC = GuestKind(
     create_requires=('ostemplate',),
     fixed_keys=('unprivileged',),
     check_new_disks=True, config_method='PUT', cli='pct',
+    task_types=('vzstart', 'vzstop', 'vzshutdown', 'vzreboot', 'vzsuspend', 'vzresume', 'vzdestroy'),
+    net_requires=('name',), net_example='name=eth0,bridge=vmbr0,ip=dhcp',
 )
 
 
@@ -122,7 +141,7 @@ LXC = GuestKind(
 # PVE's vmid range (pve-vmid) and its rule for guest names (dns-name: labels of letters, digits and '-',
 # not starting or ending with '-', joined by '.'); RFC 1035 lengths on top, as DNS needs them.
 VMID_MIN, VMID_MAX = 100, 999999999
-DNS_LABEL = re.compile(r'^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$')
+DNS_LABEL = re.compile(r'[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?')
 DNS_LABEL_MAX, DNS_NAME_MAX = 63, 253
 # Config keys of PVE 9's create and config endpoints (digits stand for any index), per kind. Parameters
 # that are not settings (node, vmid, digest, delete, lock, skiplock...) are left out on purpose.
@@ -153,10 +172,12 @@ def check_guest_name(name: Any, label: str = 'guest') -> None:
         return
     text = str(name)
     labels = text.split('.')
-    bad = [part for part in labels if not DNS_LABEL.match(part)]
+    bad = [part for part in labels if not DNS_LABEL.fullmatch(part)]
     problem = None
     if not text:
         problem = 'it is empty'
+    elif text != text.strip():
+        problem = 'it starts or ends with whitespace (a trailing newline?)'
     elif bad:
         problem = "'%s' is not a DNS label: use letters, digits and '-', not at the start or end" % bad[0]
     elif any(len(part) > DNS_LABEL_MAX for part in labels):
@@ -191,6 +212,86 @@ def check_config_keys(kind: 'GuestKind', config: Dict[str, Any]) -> None:
             raise GuestConflictError(
                 "config key '%s' is not a Proxmox VE %s setting%s; nothing was changed"
                 % (key, kind.label, (" (did you mean '%s'?)" % close[0]) if close else ''))
+
+
+def check_property_strings(kind: 'GuestKind', config: Dict[str, Any]) -> None:
+    """:raises GuestConflictError: a malformed PVE property string in a net, disk, mount or other property key.
+
+    Checked before any request, because a malformed value would otherwise compare as "no change": in
+    ``virtio,vmbr1`` the part ``vmbr1`` has no ``=``, so it is neither the model nor a property. Only the
+    first part may stand alone (the key's default property: a disk's volume, a VM net's model).
+    """
+    for key in sorted(config or {}):
+        value = config[key]
+        is_net = kind.is_net(key)
+        is_props, default = kind.default_key(key)
+        if value is None or not (is_net or is_props) or isinstance(value, (dict, bool, int, float)):
+            continue
+        text = _word(value)
+        parts = [part.strip() for part in text.split(',') if part.strip()]
+        example = kind.net_example if is_net else ('local-lvm:8,mp=/srv' if key.startswith('mp') else None)
+        hint = (' (for example %s)' % example) if example else ''
+        problem = None
+        props = {}
+        for index, part in enumerate(parts):
+            name, sep, item = part.partition('=')
+            if not sep:
+                bare_ok = index == 0 and (default is not None or (is_net and name in kind.net_models))
+                if not bare_ok:
+                    problem = "'%s' is not key=value" % part
+                    break
+                props[default or 'model'] = name
+                continue
+            if not name.strip():
+                problem = "'%s' has no key before '='" % part
+                break
+            props[name.strip()] = item.strip()
+        if problem is None and is_net:
+            if kind.net_models and 'model' not in props and not any(m in props for m in kind.net_models):
+                problem = 'it names no model first (%s...)' % ', '.join(('virtio', 'e1000', 'vmxnet3'))
+            missing = [p for p in kind.net_requires if p not in props]
+            if missing and problem is None:
+                problem = 'it has no %s=' % missing[0]
+        if problem is None and key.startswith('mp') and kind.is_disk(key) and 'mp' not in props:
+            problem = 'a mount point needs mp=/path'
+        if problem:
+            raise GuestConflictError("%s: '%s' is not a valid Proxmox VE property string: %s%s; nothing was changed"
+                                     % (key, text, problem, hint))
+
+
+def with_cluster_defaults(kind: 'GuestKind', config: Dict[str, Any], current: Dict[str, Any],
+                          storage: Optional[str], bridge: Optional[str], creating: bool = False,
+                          cluster: str = '') -> Dict[str, Any]:
+    """``config`` with the cluster's DEFAULT_STORAGE and DEFAULT_BRIDGE filled in where it names none.
+
+    Only for what is new (a key the guest does not have yet): a disk given as a bare size (``32``) goes
+    to ``storage``, a network device without ``bridge=`` gets ``bridge``, and a new container without a
+    root file system gets one of PVE's default size (4 GiB) on ``storage``. Existing devices are never
+    touched. Without a default storage a VM disk that names none is an error before any request; a
+    container's bare size is left to PVE, which puts it on its own default storage.
+    """
+    out = dict(config)
+    for key, value in config.items():
+        if value is None or key in current or isinstance(value, (dict, bool)):
+            continue
+        text = _word(value)
+        if kind.is_disk(key):
+            volume, sep, rest = text.partition(',')
+            new = NEW_DISK.match(volume)
+            if not new or new.group('storage'):
+                continue
+            if storage:
+                out[key] = '%s:%s%s%s' % (storage, volume, sep, rest)
+            elif not kind.check_new_disks:
+                raise GuestConflictError(
+                    "%s: the new disk '%s' names no storage, and cluster '%s' has no default storage; give "
+                    "STORAGE:SIZE (for example local-lvm:%s) or set PROXMOX_CLUSTER_%s_DEFAULT_STORAGE; nothing "
+                    "was changed" % (key, text, cluster, volume, cluster), cluster)
+        elif kind.is_net(key) and bridge and 'bridge' not in split_net(text, kind):
+            out[key] = '%s,bridge=%s' % (text, bridge)
+    if creating and storage and kind.type == 'lxc' and 'rootfs' not in config:
+        out['rootfs'] = '%s:%d' % (storage, LXC_DEFAULT_ROOTFS_GIB)
+    return out
 
 
 # ---------------------------------------------------------------------- normalisation
@@ -514,7 +615,10 @@ class GuestSpec:
     clone: Optional[str] = None          # source name or vmid
     full: Optional[bool] = None
     target_storage: Optional[str] = None
-    storage: Optional[str] = None        # default storage for new disks at creation
+    # Storage and bridge for a new disk or net that names none, when the cluster has no DEFAULT_STORAGE /
+    # DEFAULT_BRIDGE (the MCP server's documented local-lvm / vmbr0); None: leave it to the task and PVE.
+    fallback_storage: Optional[str] = None
+    fallback_bridge: Optional[str] = None
     timeout: float = DEFAULT_TIMEOUT
     force: bool = False
     purge: bool = False
@@ -535,11 +639,6 @@ class GuestManager:
 
     # ------------------------------------------------------------ lookup
 
-    def route(self, spec: GuestSpec):
-        """The cluster of the guest (explicit > name pattern > located > default) and its client."""
-        route = self.registry.select(cluster=spec.cluster, name=spec.name, vmid=spec.vmid, lookup=True)
-        return route, self.registry.client(route.cluster)
-
     def resources(self, client) -> List[Dict]:
         """The cluster's guests and nodes (one request)."""
         return client.get('cluster/resources') or []
@@ -555,7 +654,7 @@ class GuestManager:
 
     def find(self, resources: List[Dict], cluster: str, name: Optional[str] = None,
              vmid: Optional[int] = None) -> Optional[Dict]:
-        """The guest's /cluster/resources entry, or None.
+        """The guest's /cluster/resources entry, or None. Names match case-insensitively (they are DNS names).
 
         :raises DuplicateGuestError: several guests of this kind carry the name (both vmids named).
         :raises GuestConflictError: name and vmid point at different guests, or the vmid is another type.
@@ -571,7 +670,7 @@ class GuestManager:
                         by_vmid.get('name'), self.kind.label), cluster)
         by_name = None
         if name:
-            named = [g for g in guests if g.get('type') == self.kind.type and g.get('name') == name]
+            named = [g for g in guests if g.get('type') == self.kind.type and same_name(g.get('name'), name)]
             if len(named) > 1:
                 raise DuplicateGuestError(
                     "cluster '%s' has %d %ss named '%s' (vmids %s); names must be unique per cluster. Give "
@@ -580,7 +679,7 @@ class GuestManager:
                         ', '.join(str(g.get('vmid')) for g in sorted(named, key=lambda g: int(g['vmid'])))), cluster)
             by_name = named[0] if named else None
         if name and vmid is not None:
-            if by_vmid is not None and by_vmid.get('name') != name:
+            if by_vmid is not None and not same_name(by_vmid.get('name'), name):
                 raise GuestConflictError(
                     "cluster '%s': vmid %s is named '%s', not '%s'" % (cluster, vmid, by_vmid.get('name'), name),
                     cluster)
@@ -733,23 +832,36 @@ class GuestManager:
     # ------------------------------------------------------------ the states
 
     def check_spec(self, spec: GuestSpec) -> None:
-        """What can be checked without the cluster: name, vmid and raw config keys (no request is made)."""
+        """What can be checked without the cluster: name, vmid, raw config keys and property strings."""
         check_guest_name(spec.name, self.kind.label)
         check_vmid(spec.vmid)
         check_config_keys(self.kind, spec.config)
+        check_property_strings(self.kind, spec.config)
 
-    def ensure(self, state: str, spec: GuestSpec) -> Dict:
-        """Bring one guest to ``state`` (present, absent, started, stopped, restarted, template)."""
+    def ensure(self, state: str, spec: GuestSpec, route=None) -> Dict:
+        """Bring one guest to ``state`` (present, absent, started, stopped, restarted, template).
+
+        :param route: a route the caller already chose (the MCP server checks its write settings against
+            it first); by default the guest is routed here, strictly: a lookup that could not read every
+            cluster is refused.
+        """
         self.check_spec(spec)
-        route, client = self.route(spec)
+        if route is None:
+            route = self.registry.select(cluster=spec.cluster, name=spec.name, vmid=spec.vmid, lookup=True)
         cluster = route.cluster
+        client = self.registry.client(cluster)
         resources = self.resources(client)
         guest = self.find(resources, cluster, spec.name, spec.vmid)
         result = {
             'changed': False, 'cluster': cluster, 'route_reason': route.reason, 'vmid': spec.vmid,
             'name': spec.name, 'node': None, 'node_reason': None, 'status': None, 'pending': [],
-            'diff': {'before': {}, 'after': {}}, 'tasks': [], 'warnings': [],
+            'diff': {'before': {}, 'after': {}}, 'tasks': [], 'waited_for': [], 'warnings': [],
         }
+        if guest is None or guest.get('lock') in CREATING_LOCKS:
+            # A create or clone still running (an interrupted run's, or another run's at this moment) may be
+            # this very guest: wait for it to finish, then look again, so that it is never made twice.
+            resources = self.wait_for_creations(client, cluster, resources, spec)
+            guest = self.find(resources, cluster, spec.name, spec.vmid)
         if state == 'absent':
             return self._absent(client, cluster, resources, guest, spec, result)
         if guest is None:
@@ -758,6 +870,7 @@ class GuestManager:
                     "cluster '%s' (%s): %s does not exist, and the task gives nothing to create it from "
                     "(no clone and no config); use state=present with its settings, or check the name"
                     % (cluster, route.reason, self.describe(spec)), cluster, 404)
+            self.registry.check_not_elsewhere(route, spec.name, self.kind.label)
             guest = self._create(client, cluster, resources, spec, result)
         else:
             self._adopt(guest, result)
@@ -790,42 +903,119 @@ class GuestManager:
         result.update(vmid=int(guest['vmid']), name=guest.get('name'), node=guest.get('node'),
                       status=guest.get('status'), template=bool(guest.get('template')))
 
+    # -------------------------------------------------- guests being made by others
+
+    def _in_creation(self, resources: List[Dict], spec: GuestSpec, exclude: Optional[int] = None) -> List[Dict]:
+        """Guests of this kind still being created or cloned that may turn out to be the one ``spec`` names.
+
+        While PVE creates a guest its config holds only ``lock: create``: the listing shows no name, or a
+        stand-in (``VM 106``, ``CT106``), so such a guest may be any name. A guest that already shows a
+        real name counts only if it is this name; a guest with the requested vmid counts in any case.
+        """
+        out = []
+        for entry in resources:
+            if entry.get('type') != self.kind.type or entry.get('vmid') is None or int(entry['vmid']) == exclude:
+                continue
+            if entry.get('lock') not in CREATING_LOCKS:
+                continue
+            name = str(entry.get('name') or '')
+            unnamed = re.fullmatch(r'(?:(?:VM|CT) ?)?%s' % int(entry['vmid']), name) is not None or not name
+            if ((spec.vmid is not None and int(entry['vmid']) == int(spec.vmid))
+                    or (spec.name and (unnamed or same_name(name, spec.name)))):
+                out.append(entry)
+        return out
+
+    def wait_for_creations(self, client, cluster: str, resources: List[Dict], spec: GuestSpec,
+                           exclude: Optional[int] = None) -> List[Dict]:
+        """Wait until no guest that may be ``spec``'s is being created; returns the cluster's resources then.
+
+        :raises GuestLockedError: still being created after ``spec.timeout`` seconds (nothing was changed).
+        """
+        pending = self._in_creation(resources, spec, exclude)
+        deadline = self._clock() + spec.timeout
+        while pending:
+            if self._clock() >= deadline:
+                vmids = ', '.join(str(g['vmid']) for g in pending)
+                raise GuestLockedError(
+                    "cluster '%s': guest(s) %s are still being created after %ss (lock %s), and may be %s (the "
+                    "create of an interrupted run, or of another run at this moment). Nothing was changed. Run "
+                    "again once that task has finished; if it is stale, unlock it with '%s unlock %s'."
+                    % (cluster, vmids, spec.timeout, pending[0].get('lock'), self.describe(spec), self.kind.cli,
+                       pending[0]['vmid']), cluster)
+            self._sleep(min(LOCK_POLL, max(0.0, deadline - self._clock())))
+            resources = self.resources(client)
+            pending = self._in_creation(resources, spec, exclude)
+        return resources
+
+    def _lower_twin(self, client, cluster: str, guest: Dict, spec: GuestSpec) -> Optional[Dict]:
+        """After creating ``guest``: another guest of the same name with a lower vmid (another run's), or None.
+
+        Two runs that create one new name at the same moment each make a guest. The rule that leaves exactly
+        one: the lowest vmid stays; a run whose own guest is not the lowest removes it and adopts the other.
+        Guests still being created are waited for first, since their name is not known yet.
+        """
+        if not spec.name:
+            return None
+        resources = self.wait_for_creations(client, cluster, self.resources(client), spec, exclude=int(guest['vmid']))
+        twins = sorted((g for g in resources if g.get('type') == self.kind.type and same_name(g.get('name'), spec.name)
+                        and int(g['vmid']) < int(guest['vmid'])), key=lambda g: int(g['vmid']))
+        return twins[0] if twins else None
+
+    def _yield_to_twin(self, client, cluster: str, guest: Dict, twin: Dict, spec: GuestSpec, result: Dict) -> Dict:
+        """Remove this run's just-created (never started) guest and continue with ``twin`` instead."""
+        task = self.call(client, cluster, guest, spec.timeout, 'DELETE', '', **{'destroy-unreferenced-disks': 1})
+        result['tasks'].append(self._task('delete', task))
+        result['warnings'].append(
+            "cluster '%s': another run created %s (vmid %s) at the same moment; this run removed its own new vmid %s "
+            "and manages vmid %s" % (cluster, self.describe(spec.name), twin['vmid'], guest['vmid'], twin['vmid']))
+        result['adopted'] = {'vmid': int(twin['vmid']), 'removed_vmid': int(guest['vmid'])}
+        return self._continue_with(client, cluster, twin, spec, result)
+
+    def _continue_with(self, client, cluster: str, guest: Dict, spec: GuestSpec, result: Dict) -> Dict:
+        """Manage an existing guest found while creating (another run's): as if it had been there from the start."""
+        result.update(changed=False, diff={'before': {}, 'after': {}}, node_reason=None)
+        result.pop('clone_source', None)
+        guest = dict(guest)
+        if guest.get('lock') in CREATING_LOCKS:
+            self.wait_unlocked(client, cluster, guest, spec.timeout)
+            self._refresh(client, guest)
+        self._adopt(guest, result)
+        if spec.update:
+            self._update(client, cluster, guest, spec, result)
+        return guest
+
     # -------------------------------------------------- present: create or clone
 
     def _create(self, client, cluster, resources, spec: GuestSpec, result: Dict) -> Dict:
         source = None
+        conf = self.registry.cluster(cluster)
+        storage = getattr(conf, 'default_storage', None) or spec.fallback_storage
+        bridge = getattr(conf, 'default_bridge', None) or spec.fallback_bridge
         if spec.clone is not None:
             source = self.find_source(resources, cluster, spec.clone)
             self.check_node(resources, cluster, source['node'], ' of the clone source')
             node, why = (spec.node, 'explicit') if spec.node else (source['node'], 'clone source node')
             if spec.node:
                 self.check_node(resources, cluster, spec.node)
+            config = spec.config
         else:
             missing = [k for k in self.kind.create_requires if spec.config.get(k) in (None, '')]
             if missing:
                 raise GuestConflictError(
                     "cluster '%s': %s does not exist, and a new %s needs %s (or clone: a %s template)"
                     % (cluster, self.describe(spec), self.kind.label, ' and '.join(missing), self.kind.label), cluster)
-            for key in sorted(spec.config):
-                check_new_disk(self.kind, key, spec.config[key])
+            config = with_cluster_defaults(self.kind, spec.config, {}, storage, bridge, True, cluster)
+            for key in sorted(config):
+                check_new_disk(self.kind, key, config[key])
             node, why = self.choose_node(resources, cluster, spec.node)
-        vmid = spec.vmid
-        if vmid is None:
-            vmid = int(client.get('cluster/nextid'))
-        result.update(vmid=vmid, node=node, node_reason=why, changed=True)
         name_key = self.kind.name_key
-        guest = {'vmid': vmid, 'node': node, 'name': spec.name, 'type': self.kind.type, 'status': 'stopped'}
         if source is not None:
             result['clone_source'] = {'vmid': int(source['vmid']), 'name': source.get('name'),
                                       'node': source.get('node'), 'template': bool(source.get('template'))}
-            after = dict((k, api_value(k, v)) for k, v in spec.config.items())
+            after = dict((k, api_value(k, v)) for k, v in config.items())
             if spec.name:
                 after[name_key] = spec.name
-            result['diff'] = {'before': {}, 'after': after}
-            if self.check_mode:
-                guest['_planned'] = True
-                return guest
-            params = {'newid': vmid}
+            params = {}
             if spec.name:
                 params[name_key] = spec.name
             if spec.full is not None:
@@ -836,33 +1026,81 @@ class GuestManager:
                 params['storage'] = spec.target_storage
             if spec.pool:
                 params['pool'] = spec.pool
-            task = self.call(client, cluster, source, spec.timeout, 'POST', 'clone', **params)
-            result['tasks'].append(self._task('clone', task))
+
+            def submit(vmid):
+                return self.call(client, cluster, source, spec.timeout, 'POST', 'clone',
+                                 **dict({'newid': vmid}, **params))
+            action = 'clone'
+        else:
+            params = dict((k, api_value(k, v)) for k, v in config.items())
+            if spec.name:
+                params[name_key] = spec.name
+            after = dict(params)
+            if spec.pool:
+                params['pool'] = spec.pool
+
+            def submit(vmid):
+                return client.run_task('POST', 'nodes/%s/%s' % (node, self.kind.type), dict(params, vmid=vmid),
+                                       spec.timeout)
+            action = 'create'
+        result.update(node=node, node_reason=why, changed=True, diff={'before': {}, 'after': after})
+        vmid = spec.vmid if spec.vmid is not None else int(client.get('cluster/nextid'))
+        result['vmid'] = vmid
+        if self.check_mode:
+            return {'vmid': vmid, 'node': node, 'name': spec.name, 'type': self.kind.type, 'status': 'stopped',
+                    '_planned': True}
+        attempt = 1
+        while True:
+            try:
+                task = submit(vmid)
+                break
+            except TaskTimeoutError as exc:
+                raise TaskTimeoutError(
+                    "%s. The %s of %s (vmid %s) goes on in PVE: a rerun waits for it to finish and then continues "
+                    "with that %s; it does not make a second one." % (str(exc).rstrip('.'), action,
+                                                                      self.describe(spec.name), vmid, self.kind.label),
+                    cluster, exc.upid, exc.exitstatus, exc.log)
+            except (ApiError, TaskError) as exc:
+                if not vmid_taken(exc):
+                    raise
+                if spec.vmid is not None:
+                    # The vmid asked for was taken meanwhile: by another run making this same guest?
+                    fresh = self.wait_for_creations(client, cluster, self.resources(client), spec)
+                    other = self.find(fresh, cluster, spec.name, spec.vmid)
+                    if other is None:
+                        raise
+                    return self._continue_with(client, cluster, other, spec, result)
+                if attempt >= VMID_ATTEMPTS:
+                    raise GuestConflictError(
+                        "cluster '%s': another create took the free vmid %d times in a row while %s was being "
+                        "created; nothing was created. Run again, or give vmid: explicitly."
+                        % (cluster, attempt, self.describe(spec.name)), cluster)
+                attempt += 1
+                vmid = int(client.get('cluster/nextid'))
+                result['vmid'] = vmid
+        result['tasks'].append(self._task(action, task))
+        guest = {'vmid': vmid, 'node': node, 'name': spec.name, 'type': self.kind.type, 'status': 'stopped'}
+        if spec.vmid is None:
+            twin = self._lower_twin(client, cluster, guest, spec)
+            if twin is not None:
+                return self._yield_to_twin(client, cluster, guest, twin, spec, result)
+        if source is not None:
             # The clone has the source's config: bring it to what was asked (the same as a later update).
             self._update(client, cluster, guest, spec, result, created=True)
             result['diff'] = {'before': {}, 'after': after}
-            return guest
-        params = dict((k, api_value(k, v)) for k, v in spec.config.items())
-        if spec.name:
-            params[name_key] = spec.name
-        result['diff'] = {'before': {}, 'after': dict(params)}
-        if self.check_mode:
-            guest['_planned'] = True
-            return guest
-        if spec.pool:
-            params['pool'] = spec.pool
-        if spec.storage:
-            params['storage'] = spec.storage
-        task = client.run_task('POST', 'nodes/%s/%s' % (node, self.kind.type), dict(params, vmid=vmid), spec.timeout)
-        result['tasks'].append(self._task('create', task))
-        result['pending'] = self.read(client, node, vmid)['pending']
+        else:
+            result['pending'] = self.read(client, node, vmid)['pending']
         return guest
 
     # -------------------------------------------------- present: update
 
     def _update(self, client, cluster, guest: Dict, spec: GuestSpec, result: Dict, created: bool = False) -> None:
         state = self.read(client, guest['node'], guest['vmid'])
-        desired = dict(spec.config)
+        conf = self.registry.cluster(cluster)
+        desired = with_cluster_defaults(self.kind, spec.config, state['effective'],
+                                        getattr(conf, 'default_storage', None) or spec.fallback_storage,
+                                        getattr(conf, 'default_bridge', None) or spec.fallback_bridge,
+                                        cluster=cluster)
         if created:
             # A fresh clone: also write the write-only keys (a cloud-init password), once.
             wanted_write_only = dict((k, v) for k, v in desired.items()
@@ -898,12 +1136,56 @@ class GuestManager:
         if current.get('template'):
             guest['template'] = 1
 
+    def wait_active_tasks(self, client, cluster: str, guest: Dict, spec: GuestSpec, result: Dict) -> List[str]:
+        """Wait for power or destroy tasks of this guest that are still running in PVE; the types waited for.
+
+        A rerun after an interrupted or timed-out run finds the earlier run's start, shutdown or destroy
+        still going: acting again at once would fail on the guest's lock or act twice. After waiting, the
+        guest's status is read again (``guest['gone']`` when a destroy removed it).
+
+        :raises TaskTimeoutError: such a task still runs after ``spec.timeout`` seconds (nothing was changed).
+        """
+        entries = client.get('nodes/%s/tasks' % guest['node'], vmid=int(guest['vmid']), source='active') or []
+        running = [t for t in entries if t.get('type') in self.kind.task_types and t.get('upid')
+                   and not t.get('endtime') and t.get('status') in (None, '', 'running')]
+        waited = []
+        for task in running:
+            try:
+                exitstatus = client.wait_task(task['upid'], spec.timeout).get('exitstatus')
+            except TaskTimeoutError as exc:
+                raise TaskTimeoutError(
+                    "cluster '%s': %s has a %s task running in PVE (%s, started by %s) that did not end within %ss; "
+                    "nothing was changed. A rerun waits for it again: raise timeout, or check the task in the "
+                    "Proxmox UI." % (cluster, self.describe(guest.get('name'), guest['vmid']), task['type'],
+                                     task['upid'], task.get('user'), spec.timeout), cluster, exc.upid)
+            except TaskError as exc:  # its failure is not this run's: this run acts itself next
+                exitstatus = exc.exitstatus
+            except ApiError:  # a task this token may not read: nothing to wait for
+                continue
+            waited.append(task['type'])
+            result['waited_for'].append({'action': task['type'], 'upid': task['upid'], 'exitstatus': exitstatus})
+        if waited:
+            try:
+                self._refresh(client, guest)
+            except ResourceNotFoundError:
+                guest['gone'] = True
+        return waited
+
     def _power(self, client, cluster, guest, spec, result, action, **params) -> Dict:
+        """One power action and its task; PVE's "already running" / "not running" for it counts as done."""
         result['changed'] = True
         if self.check_mode:
             return {}
         margin = 30 if action in ('shutdown', 'reboot') else 0
-        task = self.call(client, cluster, guest, spec.timeout, 'POST', 'status/' + action, margin=margin, **params)
+        try:
+            task = self.call(client, cluster, guest, spec.timeout, 'POST', 'status/' + action, margin=margin, **params)
+        except (ApiError, TaskError) as exc:
+            done = ALREADY_DONE.get(action)
+            if isinstance(exc, TaskTimeoutError) or done is None or not done.search(str(exc)):
+                raise
+            # Another task (an earlier run's, or another run's) got there first: the state is what was asked.
+            result['changed'] = False
+            task = {'upid': getattr(exc, 'upid', None), 'exitstatus': 'already done: %s' % _word(exc)}
         result['tasks'].append(self._task(action, task))
         return task
 
@@ -913,8 +1195,12 @@ class GuestManager:
                                      % (cluster, self.describe(guest.get('name'), guest['vmid'])), cluster)
         if guest.get('status') == 'running':
             return
+        if not self.check_mode and self.wait_active_tasks(client, cluster, guest, spec, result) \
+                and guest.get('status') == 'running':
+            return
+        before = guest.get('status')
         self._power(client, cluster, guest, spec, result, 'start')
-        result['diff']['before']['status'], result['diff']['after']['status'] = guest.get('status'), 'running'
+        result['diff']['before']['status'], result['diff']['after']['status'] = before, 'running'
         if self.check_mode:
             guest['status'] = 'running'
             return
@@ -924,6 +1210,9 @@ class GuestManager:
     def _stop(self, client, cluster, guest, spec, result) -> None:
         """Graceful shutdown within the timeout; with ``force``, a hard stop when it does not go down."""
         if guest.get('status') != 'running':
+            return
+        if not self.check_mode and self.wait_active_tasks(client, cluster, guest, spec, result) \
+                and guest.get('status') != 'running':
             return
         result['diff']['before']['status'], result['diff']['after']['status'] = 'running', 'stopped'
         if self.check_mode:
@@ -962,6 +1251,10 @@ class GuestManager:
             result['pending'] = self.read(client, guest['node'], guest['vmid'])['pending']
 
     def _restart(self, client, cluster, guest, spec, result) -> None:
+        if not self.check_mode:
+            waited = self.wait_active_tasks(client, cluster, guest, spec, result)
+            if guest.get('status') == 'running' and any(t.endswith(('reboot', 'start')) for t in waited):
+                return  # an earlier run's reboot (or start) that was still going: restarted now
         if guest.get('status') != 'running':
             self._start(client, cluster, guest, spec, result)
             return
@@ -984,27 +1277,40 @@ class GuestManager:
     # -------------------------------------------------- absent
 
     def _absent(self, client, cluster, resources, guest, spec: GuestSpec, result: Dict) -> Dict:
+        result['status'] = 'absent'
         if guest is None:
-            result['status'] = 'absent'
             return result
         self._adopt(guest, result)
+        result['status'] = 'absent'
         self.check_node(resources, cluster, guest['node'], ' of %s' % self.describe(guest.get('name'),
                                                                                     guest.get('vmid')))
         state = self.read(client, guest['node'], guest['vmid'])
         result['diff'] = {'before': state['config'], 'after': {}}
         result['changed'] = True
-        result['status'] = 'absent'
         if self.check_mode:
             return result
         self.wait_unlocked(client, cluster, guest, spec.timeout)
+        self.wait_active_tasks(client, cluster, guest, spec, result)
+        if guest.get('gone'):
+            # An earlier run's destroy, still running when this run began, has finished it.
+            result.update(changed=False, diff={'before': {}, 'after': {}})
+            return result
         if guest.get('status') == 'running':
             # The disks are destroyed next: a graceful shutdown would only delay that.
-            task = self.call(client, cluster, guest, spec.timeout, 'POST', 'status/stop')
-            result['tasks'].append(self._task('stop', task))
+            self._power(client, cluster, guest, spec, result, 'stop')
+            result['changed'] = True
         params = {}
         if spec.purge:
             params.update({'purge': 1, 'destroy-unreferenced-disks': 1})
-        task = self.call(client, cluster, guest, spec.timeout, 'DELETE', '', **params)
+        try:
+            task = self.call(client, cluster, guest, spec.timeout, 'DELETE', '', **params)
+        except ResourceNotFoundError:
+            # Destroyed meanwhile (by a destroy that started after this run looked): what was asked.
+            if any(int(g.get('vmid', -1)) == int(guest['vmid']) for g in self.resources(client)
+                   if g.get('type') == self.kind.type):
+                raise
+            result['tasks'].append({'action': 'delete', 'upid': None, 'exitstatus': 'already done: gone'})
+            return result
         result['tasks'].append(self._task('delete', task))
         return result
 

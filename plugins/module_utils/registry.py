@@ -22,8 +22,13 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.client import PveClient
 from ansible_collections.pmx.multicluster.plugins.module_utils.config import ClusterConfig, RegistryConfig
-from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ClusterError, ClusterNotFoundError
-from ansible_collections.pmx.multicluster.plugins.module_utils.router import Route, Router
+from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
+    ClusterError, ClusterNotFoundError, DuplicateGuestError, GuestConflictError, GuestNotFoundError,
+    UnreadableClustersError)
+from ansible_collections.pmx.multicluster.plugins.module_utils.router import (
+    Located, Route, Router, same_name)
+
+GUEST_TYPES = ('qemu', 'lxc')
 
 MAX_WORKERS = 16
 
@@ -130,23 +135,98 @@ class ClusterRegistry:
         """Every guest (``/cluster/resources?type=vm``) of each cluster, concurrently."""
         return self.map(lambda name, client: client.get('cluster/resources', type='vm') or [], names)
 
-    def locate(self, name: Optional[str] = None, vmid: Optional[int] = None) -> List[str]:
-        """Clusters holding a guest with this name (or vmid). Unreachable clusters are skipped."""
-        found = []
-        for cluster, result in self.guests().items():
+    def locate(self, name: Optional[str] = None, vmid: Optional[int] = None,
+               names: Optional[Iterable[str]] = None) -> Located:
+        """Where a guest with this name (or, without a name, this vmid) exists, in all clusters (or ``names``).
+
+        Names match case-insensitively. A cluster that cannot be read is not skipped silently: it is
+        listed in ``Located.unreadable`` with its error, so that no caller can take "not found there"
+        for granted.
+        """
+        found = Located()
+        for cluster, result in self.guests(names).items():
             if not result.ok:
+                found.unreadable[cluster] = str(result.error)
                 continue
-            for guest in result.value:
-                if (name and guest.get('name') == name) or (not name and vmid is not None
-                                                            and int(guest.get('vmid', -1)) == int(vmid)):
-                    found.append(cluster)
-                    break
+            hits = [guest for guest in result.value if guest.get('type') in GUEST_TYPES and (
+                same_name(guest.get('name'), name) if name
+                else vmid is not None and int(guest.get('vmid', -1)) == int(vmid))]
+            if hits:
+                found.clusters.append(cluster)
+                found.entries[cluster] = hits
         return found
 
     def select(self, cluster: Optional[str] = None, name: Optional[str] = None, vmid: Optional[int] = None,
-               lookup: bool = True) -> Route:
-        """The router's choice; with ``lookup`` an existing guest is located when no pattern matches."""
-        return self.router.select(cluster=cluster, name=name, vmid=vmid, locate=self.locate if lookup else None)
+               lookup: bool = True, strict: bool = True) -> Route:
+        """The router's choice; with ``lookup`` an existing guest is located when no pattern matches.
+
+        ``strict`` (for writes): refuse when the lookup could not read a cluster; reads pass False and
+        find the unread clusters in ``Route.unreadable``.
+        """
+        return self.router.select(cluster=cluster, name=name, vmid=vmid, locate=self.locate if lookup else None,
+                                  strict=strict)
+
+    def check_not_elsewhere(self, route: Route, name: Optional[str], label: str = 'guest') -> None:
+        """Before creating ``name`` where a routing rule sent it: no other cluster may already have it.
+
+        A guest that was moved or restored to another cluster keeps its name; creating it again where its
+        name points would make a second one. An explicit ``cluster:`` (or a route found by looking at every
+        cluster) skips this check.
+
+        :raises GuestConflictError: a guest of that name exists in another cluster (where is named).
+        :raises UnreadableClustersError: another cluster could not be read to tell.
+        """
+        others = [n for n in self.names if n != route.cluster]
+        if not name or not route.by_rule or not others:
+            return
+        found = self.locate(name=name, names=others)
+        if found.clusters:
+            where = '; '.join("cluster '%s' (%s)" % (cluster, ', '.join(
+                '%s vmid %s on node %s' % ('container' if g.get('type') == 'lxc' else 'VM', g.get('vmid'), g.get('node'))
+                for g in found.entries[cluster])) for cluster in found.clusters)
+            raise GuestConflictError(
+                "the %s '%s' does not exist in cluster '%s', where its name routes it (%s), but a guest of that name "
+                "exists in %s: it may have been moved or restored there. Nothing was changed. Manage it there with "
+                "cluster: %s, or give cluster: %s explicitly to create a second one deliberately."
+                % (label, name, route.cluster, route.reason, where, found.clusters[0], route.cluster), route.cluster)
+        if found.unreadable:
+            names = ', '.join("'%s'" % c for c in found.unreadable)
+            raise UnreadableClustersError(
+                "cannot check that no other cluster already has a guest named '%s' before creating it in cluster "
+                "'%s' (%s): cluster(s) %s could not be read (%s). Nothing was changed. Give cluster: %s explicitly "
+                "to create it without this check, or run again once %s answers."
+                % (name, route.cluster, route.reason, names, '; '.join(found.unreadable.values()), route.cluster,
+                   names), found.unreadable)
+
+    def find_guest(self, name: Optional[str] = None, vmid: Optional[int] = None, cluster: Optional[str] = None,
+                   strict: bool = True) -> Tuple[Route, Any, Dict]:
+        """(route, client, /cluster/resources entry) of an existing guest of either type, routed as the modules route.
+
+        :param strict: for a write: refuse when the route depends on a cluster that could not be read. A read
+            passes False; ``route.unreadable`` then lists what could not be read.
+        :raises GuestNotFoundError: no such guest where it was routed (the unread clusters are named).
+        :raises DuplicateGuestError: several guests of the cluster carry the name.
+        """
+        if not name and vmid is None:
+            raise GuestConflictError('give the guest name or vmid')
+        route = self.select(cluster=cluster, name=name, vmid=vmid, lookup=True, strict=strict)
+        client = self.client(route.cluster)
+        entries = route.entries or client.get('cluster/resources', type='vm') or []
+        found = [g for g in entries if g.get('type') in GUEST_TYPES
+                 and (vmid is None or int(g.get('vmid', -1)) == int(vmid)) and (not name or same_name(g.get('name'), name))]
+        what = ' '.join(filter(None, ["'%s'" % name if name else '', '(vmid %s)' % vmid if vmid is not None else '']))
+        if not found:
+            unread = ''
+            if route.unreadable:
+                unread = '; it may be in cluster(s) %s, which could not be read (%s)' % (
+                    ', '.join("'%s'" % c for c in route.unreadable), '; '.join(route.unreadable.values()))
+            raise GuestNotFoundError("cluster '%s' (%s): no guest %s there%s" % (route.cluster, route.reason, what, unread),
+                                     route.cluster, 404)
+        if len(found) > 1:
+            raise DuplicateGuestError("cluster '%s' has %d guests named %s (vmids %s); give vmid to pick one"
+                                      % (route.cluster, len(found), what, ', '.join(str(g['vmid']) for g in found)),
+                                      route.cluster)
+        return route, client, found[0]
 
     # -------------------------------------------------------------- health
 

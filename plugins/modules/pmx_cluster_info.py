@@ -226,6 +226,15 @@ routes:
     error:
       description: Why the name cannot be routed (for example it matches two clusters' patterns).
       type: str
+    unreadable:
+      description:
+        - Clusters the lookup (O(route_lookup)) could not read, each with C(cluster) and C(error). When this is
+          not empty and C(reason) is V(located) or V(default), the answer may be wrong: the guest
+          may exist in one of these clusters. The guest modules refuse such a route for a write, and say to
+          give C(cluster) explicitly.
+      type: list
+      elements: dict
+      sample: [{cluster: staging, error: "cluster 'staging' is unreachable: ..."}]
 '''
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.module import PmxModule
@@ -233,14 +242,15 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.errors import Amb
 
 
 def route_names(registry, names, lookup):
-    """The router's answer for each name; an unroutable name carries its error instead."""
+    """The router's answer for each name, from what could be read; an unroutable name carries its error instead."""
     routes = []
     for name in names:
         try:
-            route = registry.select(name=name, lookup=lookup)
-            routes.append({'name': name, 'cluster': route.cluster, 'reason': route.reason, 'error': None})
+            route = registry.select(name=name, lookup=lookup, strict=False)
+            routes.append({'name': name, 'cluster': route.cluster, 'reason': route.reason, 'error': None,
+                           'unreadable': [{'cluster': c, 'error': e} for c, e in route.unreadable.items()]})
         except AmbiguousClusterSelectionError as exc:
-            routes.append({'name': name, 'cluster': None, 'reason': None, 'error': str(exc)})
+            routes.append({'name': name, 'cluster': None, 'reason': None, 'error': str(exc), 'unreadable': []})
     return routes
 
 

@@ -150,7 +150,8 @@ def test_route_guest(lab):
 
     (pattern, default), texts, stderr = run_mcp(mcp_env(lab), body)
     assert pattern == (False, {'name': 'stg-new01', 'cluster': 'staging', 'reason': "pattern 'stg-*'", 'located': [],
-                               'pattern_matches': {'staging': ["pattern 'stg-*'"]}, 'writable': False})
+                               'pattern_matches': {'staging': ["pattern 'stg-*'"]}, 'writable': False,
+                               'unreadable': [], 'write_refused': None})
     assert default[1]['cluster'] == 'production' and default[1]['reason'] == 'default'
     assert_clean(lab, texts, stderr)
 

@@ -26,7 +26,17 @@ def rec(name, cluster, vmid, **extra):
     ([rec('web01', 'a', 100)], '{name}.{cluster}.example', ['web01.a.example']),
     # A guest without a name.
     ([rec('', 'a', 100, type='lxc')], '{name}', ['lxc-100']),
-], ids=['unique', 'two-clusters', 'only-the-clashing', 'same-cluster', 'unique-template', 'suffix', 'no-name'])
+    # A guest whose real name is another's generated <name>.<cluster>: it keeps it, the other goes on.
+    ([rec('web01', 'a', 100), rec('web01', 'b', 100), rec('web01.a', 'c', 5)], '{name}',
+     ['web01.a.100', 'web01.b', 'web01.a']),
+    # ... and one whose real name is the generated <name>.<cluster>.<vmid> as well: -2 is appended.
+    ([rec('web01', 'a', 100), rec('web01', 'b', 100), rec('web01.a', 'c', 5), rec('web01.a.100', 'c', 6)], '{name}',
+     ['web01.a.100-2', 'web01.b', 'web01.a', 'web01.a.100']),
+    # Real names shared by two guests are not given to a third one either.
+    ([rec('x', 'a', 1), rec('x', 'b', 2), rec('x.a', 'c', 3), rec('x.a', 'd', 4)], '{name}',
+     ['x.a.1', 'x.b', 'x.a.c', 'x.a.d']),
+], ids=['unique', 'two-clusters', 'only-the-clashing', 'same-cluster', 'unique-template', 'suffix', 'no-name',
+        'real-name-equals-generated', 'real-name-equals-generated-with-vmid', 'shared-real-name'])
 def test_hostnames(records, template, names):
     got, duplicates = pmx.hostnames(records, template)
     assert got == names

@@ -363,7 +363,8 @@ def test_validate_some_clusters_with_storages(lab, lab_config):
     (dict(vmid=4242), []),
 ])
 def test_locate(lab_config, kwargs, expected):
-    assert ClusterRegistry(lab_config).locate(**kwargs) == expected
+    found = ClusterRegistry(lab_config).locate(**kwargs)
+    assert (found.clusters, found.unreadable) == (expected, {})
 
 
 @pytest.mark.parametrize('kwargs,expected', [
@@ -398,7 +399,8 @@ def test_select_locates_a_guest_without_a_pattern(fresh_lab, fresh_config):
     pve = fresh_lab.clusters['staging'].pve
     fresh_lab.call(pve.add_vm, 555, 'orphan-01', 'stg-pve2')
     registry = ClusterRegistry(fresh_config)
-    assert registry.locate(name='orphan-01') == ['staging']
+    assert registry.locate(name='orphan-01').clusters == ['staging']
+    assert registry.locate(name='ORPHAN-01').clusters == ['staging']  # DNS names: case does not count
     route = registry.select(name='orphan-01')
     assert (route.cluster, route.reason, route.located) == ('staging', 'located', ['staging'])
     route = registry.select(vmid=555)
@@ -443,8 +445,10 @@ def test_a_stopped_cluster_degrades_health(fresh_lab, fresh_config):
     fresh_lab.call(fresh_lab.clusters['staging'].pve.stop())
     registry = ClusterRegistry(fresh_config)
     check_degraded(registry.validate_all_clusters(), 'staging')
-    # locate() skips the cluster it cannot reach.
-    assert registry.locate(vmid=100) == ['production', 'disaster-recovery']
+    # locate() names the cluster it cannot reach instead of skipping it silently.
+    found = registry.locate(vmid=100)
+    assert found.clusters == ['production', 'disaster-recovery']
+    assert list(found.unreadable) == ['staging'] and 'connection refused' in found.unreadable['staging']
 
 
 def test_an_unreachable_address_degrades_health(fresh_lab):

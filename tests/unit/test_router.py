@@ -4,8 +4,8 @@ import pytest
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.config import load_config
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
-    AmbiguousClusterSelectionError, ClusterError, ClusterNotFoundError)
-from ansible_collections.pmx.multicluster.plugins.module_utils.router import Route, Router
+    AmbiguousClusterSelectionError, ClusterError, ClusterNotFoundError, UnreadableClustersError)
+from ansible_collections.pmx.multicluster.plugins.module_utils.router import Located, Route, Router
 
 
 def make_config(clusters, prefix_map=None, default=None):
@@ -59,7 +59,7 @@ ROUTES = [
     ('glob-beats-located', 'seed', dict(name='stg-web01'), ['production'], ('staging', "pattern 'stg-*'")),
     ('glob-with-vmid', 'seed', dict(name='stg-web01', vmid=100), ['production', 'staging'],
      ('staging', "pattern 'stg-*'")),
-    ('glob-is-case-sensitive', 'seed', dict(name='PROD-web01'), NO_LOCATE, ('production', 'default')),
+    ('glob-ignores-case', 'seed', dict(name='PROD-web01'), NO_LOCATE, ('production', "pattern 'prod-*'")),
     ('glob-and-prefix-same-cluster', 'glob-and-prefix-agree', dict(name='app-1'), NO_LOCATE,
      ('production', "pattern 'app-*'")),
     # 2. name patterns: the global prefix map
@@ -99,15 +99,16 @@ ROUTES = [
 
 
 class RecordingLocate:
-    """A locate() callable that answers a fixed list and records its calls."""
+    """A locate() callable that answers fixed clusters (and unreadable ones) and records its calls."""
 
-    def __init__(self, answer):
+    def __init__(self, answer, unreadable=None):
         self.answer = list(answer)
+        self.unreadable = dict(unreadable or {})
         self.calls = []
 
     def __call__(self, name, vmid):
         self.calls.append((name, vmid))
-        return list(self.answer)
+        return Located(list(self.answer), dict(self.unreadable))
 
 
 @pytest.mark.parametrize('config,kwargs,located,expected', [r[1:] for r in ROUTES], ids=[r[0] for r in ROUTES])
@@ -226,3 +227,54 @@ def test_resolve_cluster(name, expected):
 ])
 def test_pattern_matches(config, name, expected):
     assert Router(CONFIGS[config]).pattern_matches(name) == expected
+
+
+# Routing is case-insensitive everywhere, the same way (PVE guest names are DNS names).
+@pytest.mark.parametrize('config,name,expected', [
+    ('seed', 'STG-WEB42', ('staging', "pattern 'stg-*'")),
+    ('seed', 'Stg-Web42', ('staging', "pattern 'stg-*'")),
+    ('seed', 'WEB-PROD', ('production', "pattern '*-prod'")),
+    ('prefix', 'PROD-X', ('production', "prefix 'prod-'")),
+    ('convention', 'DISASTER-RECOVERY-1', ('disaster-recovery', "naming convention 'disaster-recovery-'")),
+    ('convention', 'Prod-1', ('prod', "naming convention 'prod-'")),
+], ids=['glob-upper', 'glob-mixed', 'suffix-glob-upper', 'prefix-map-upper', 'convention-upper', 'convention-mixed'])
+def test_routing_ignores_case(config, name, expected):
+    route = Router(CONFIGS[config]).select(name=name, locate=RecordingLocate(['disaster-recovery']))
+    assert (route.cluster, route.reason) == expected
+
+
+DOWN = {'staging': "cluster 'staging' is unreachable: connection refused"}
+
+# (id, select() arguments, found in, strict, expected: (cluster, reason) or the error's type)
+UNREADABLE = [
+    ('write-found-nowhere', dict(name='web05'), [], True, UnreadableClustersError),
+    ('write-found-in-one', dict(name='web05'), ['production'], True, UnreadableClustersError),
+    ('write-by-vmid', dict(vmid=100), ['production'], True, UnreadableClustersError),
+    ('write-found-in-two', dict(name='web05'), ['production', 'disaster-recovery'], True,
+     AmbiguousClusterSelectionError),
+    ('read-found-in-one', dict(name='web05'), ['production'], False, ('production', 'located')),
+    ('read-found-nowhere', dict(name='web05'), [], False, ('production', 'default')),
+    ('pattern-needs-no-lookup', dict(name='dr-web05'), [], True, ('disaster-recovery', "pattern 'dr-*'")),
+    ('explicit-needs-no-lookup', dict(cluster='production', vmid=100), [], True, ('production', 'explicit')),
+]
+
+
+@pytest.mark.parametrize('kwargs,found,strict,expected', [r[1:] for r in UNREADABLE], ids=[r[0] for r in UNREADABLE])
+def test_a_lookup_that_could_not_read_a_cluster(kwargs, found, strict, expected):
+    """A write never falls back when a cluster could not be read; a read answers and names what it could not read."""
+    locate = RecordingLocate(found, DOWN)
+    router = Router(CONFIGS['seed'])
+    if isinstance(expected, type):
+        with pytest.raises(expected) as caught:
+            router.select(locate=locate, strict=strict, **kwargs)
+        message = str(caught.value)
+        if expected is UnreadableClustersError:
+            assert caught.value.clusters == DOWN
+            assert "'staging' could not be read (cluster 'staging' is unreachable: connection refused)" in message
+            assert 'Nothing was changed' in message and 'Give cluster:' in message
+            if found:
+                assert "found in cluster 'production'" in message and 'cluster: production' in message
+        return
+    route = router.select(locate=locate, strict=strict, **kwargs)
+    assert (route.cluster, route.reason) == expected
+    assert route.unreadable == (DOWN if locate.calls else {})
