@@ -129,7 +129,9 @@ def run_play(tmp_path, tasks, env_file=None, env=None, args=(), play_vars=None, 
     """
     registered = [t['register'] for t in tasks if 'register' in t]
     dump = dict((name, '{{ %s | default(None) }}' % name) for name in registered)
-    out = tmp_path / ('results-%d.json' % len(list(tmp_path.glob('results-*.json'))))
+    # Numbered by the playbooks written so far (at once, unlike the results): two overlapping runs never share one.
+    number = len(list(tmp_path.glob('play-*.yml')))
+    out = tmp_path / ('results-%d.json' % number)
     play = [{
         'name': 'test play',
         'hosts': 'localhost',
@@ -146,7 +148,7 @@ def run_play(tmp_path, tasks, env_file=None, env=None, args=(), play_vars=None, 
             }],
         }],
     }]
-    playbook = tmp_path / ('play-%d.yml' % len(list(tmp_path.glob('play-*.yml'))))
+    playbook = tmp_path / ('play-%d.yml' % number)
     playbook.write_text(yaml.safe_dump(play, sort_keys=False))
     if start:
         return RunningPlay(playbook, out, env_file, env, args)
@@ -359,7 +361,9 @@ class Inventory:
         self.rc = proc.returncode
         self.stdout = proc.stdout
         self.stderr = proc.stderr
-        self.data = json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.startswith('{') else None
+        # ansible-core 2.19 prints untrusted strings (all API data) as {"__ansible_unsafe": "..."}: unwrapped here.
+        self.data = (json.loads(proc.stdout, object_hook=lambda d: d['__ansible_unsafe'] if set(d) == {'__ansible_unsafe'}
+                                else d) if proc.returncode == 0 and proc.stdout.startswith('{') else None)
 
     @property
     def hosts(self):

@@ -8,6 +8,7 @@ docs/fault-matrix.md lists the cases (section "Concurrent and interrupted runs")
 """
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -83,7 +84,7 @@ def test_a_run_that_finds_the_guest_being_created_by_another_waits_for_it(fresh_
     one, two = first.result(), second.result()
     assert one.rc == 0 and two.rc == 0, one.output + two.output
     assert one['create']['changed'] is True and one['create']['vmid'] == 106
-    assert two['create']['changed'] is False and two['create']['vmid'] == 106
+    assert two['create']['changed'] is False and two['create']['vmid'] == 106, json.dumps(two['create'])
     assert [c.vmid for c in pve.cts if c.name == 'stg-race02'] == [106]
     assert len(creates(pve, 'lxc')) == 1
 

@@ -7,8 +7,10 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
     DuplicateGuestError, GuestConflictError, GuestNotFoundError, NodeOfflineError)
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests import (
     LXC, QEMU, GuestManager,
-    api_value, check_config_keys, check_guest_name, check_vmid, config_diff, desired_config, disk_equal, keep_mac, normalise_tags, pending_state, size_bytes,
-    split_net, split_props, values_equal)
+    api_value, check_config_keys, check_guest_name, check_property_strings, check_vmid, config_diff, desired_config,
+    disk_equal, keep_mac, normalise_tags, pending_state, size_bytes, split_net, split_props, values_equal,
+    with_cluster_defaults)
+from ansible_collections.pmx.multicluster.plugins.module_utils.errors import vmid_taken
 
 MAC = 'BC:24:11:01:00:64'
 
@@ -320,6 +322,9 @@ def test_other_api_errors_are_not_retried():
     ('', 'it is empty'),
     ('a' * 64, 'longer than 63 characters'),
     ('.'.join(['a' * 60] * 5), 'longer than 253 characters'),
+    ('prod-web01\n', 'starts or ends with whitespace (a trailing newline?)'),
+    (' prod-web01', 'starts or ends with whitespace'),
+    ('prod-web01\t', 'starts or ends with whitespace'),
 ])
 def test_check_guest_name(name, problem):
     if problem is None:
@@ -357,3 +362,125 @@ def test_check_config_keys(kind, config, message):
     with pytest.raises(GuestConflictError) as err:
         check_config_keys(kind, config)
     assert message in str(err.value)
+
+
+# (kind, config, the error's excerpt or None when valid)
+PROPERTY_STRINGS = [
+    (QEMU, {'net0': 'virtio,bridge=vmbr0'}, None),
+    (QEMU, {'net0': 'virtio=BC:24:11:00:00:01,bridge=vmbr0,tag=20'}, None),
+    (QEMU, {'net0': 'model=e1000,bridge=vmbr0'}, None),
+    (QEMU, {'net0': 'virtio'}, None),
+    (QEMU, {'scsi0': 'local-lvm:32,iothread=1'}, None),
+    (QEMU, {'scsi1': '32'}, None),
+    (QEMU, {'ide2': 'none,media=cdrom'}, None),
+    (QEMU, {'boot': 'order=scsi0;net0', 'agent': '1', 'memory': 4096, 'cpu': 'host'}, None),
+    (QEMU, {'ipconfig0': 'ip=dhcp,ip6=auto'}, None),
+    (QEMU, {'tags': 'a,b', 'description': 'x, y'}, None),  # not property strings
+    (QEMU, {'net1': 'vmbr1'}, "net1: 'vmbr1' is not a valid Proxmox VE property string: 'vmbr1' is not key=value"),
+    (QEMU, {'net1': 'virtio,vmbr1'}, "'vmbr1' is not key=value (for example virtio,bridge=vmbr0)"),
+    (QEMU, {'net1': 'bridge=vmbr1'}, 'it names no model first'),
+    (QEMU, {'net1': 'virtio,=vmbr1'}, "'=vmbr1' has no key before '='"),
+    (QEMU, {'scsi1': 'local-lvm:8,ssd'}, "'ssd' is not key=value"),
+    (QEMU, {'ipconfig0': 'dhcp'}, "'dhcp' is not key=value"),
+    (LXC, {'net0': 'name=eth0,bridge=vmbr0,ip=dhcp'}, None),
+    (LXC, {'rootfs': 'local-lvm:8', 'mp0': 'local-lvm:8,mp=/srv', 'features': 'nesting=1'}, None),
+    (LXC, {'net0': 'bridge=vmbr0'}, 'it has no name= (for example name=eth0,bridge=vmbr0,ip=dhcp)'),
+    (LXC, {'net0': 'eth0,bridge=vmbr0'}, "'eth0' is not key=value"),
+    (LXC, {'mp0': 'local-lvm:8'}, 'a mount point needs mp=/path (for example local-lvm:8,mp=/srv)'),
+    (LXC, {'features': 'nesting'}, "'nesting' is not key=value"),
+]
+
+
+@pytest.mark.parametrize('kind, config, message', PROPERTY_STRINGS)
+def test_check_property_strings(kind, config, message):
+    if message is None:
+        check_property_strings(kind, config)
+        return
+    with pytest.raises(GuestConflictError) as err:
+        check_property_strings(kind, config)
+    assert message in str(err.value) and 'nothing was changed' in str(err.value)
+
+
+# (kind, config, current config, storage, bridge, creating, expected config)
+DEFAULTS = [
+    (QEMU, {'scsi0': '32'}, {}, 'ceph', None, True, {'scsi0': 'ceph:32'}),
+    (QEMU, {'scsi0': '32,iothread=1'}, {}, 'ceph', None, True, {'scsi0': 'ceph:32,iothread=1'}),
+    (QEMU, {'scsi0': 'local-lvm:32'}, {}, 'ceph', None, True, {'scsi0': 'local-lvm:32'}),
+    (QEMU, {'scsi0': '32'}, {'scsi0': 'local-lvm:vm-100-disk-0,size=32G'}, 'ceph', None, False, {'scsi0': '32'}),
+    (QEMU, {'net0': 'virtio'}, {}, None, 'vmbr1', True, {'net0': 'virtio,bridge=vmbr1'}),
+    (QEMU, {'net0': 'virtio,bridge=vmbr0'}, {}, None, 'vmbr1', True, {'net0': 'virtio,bridge=vmbr0'}),
+    (QEMU, {'net0': 'virtio'}, {'net0': 'virtio=BC:24:11:00:00:01'}, None, 'vmbr1', False, {'net0': 'virtio'}),
+    (QEMU, {'net0': 'virtio'}, {}, None, None, True, {'net0': 'virtio'}),
+    (LXC, {'ostemplate': 'local:vztmpl/x.tar.zst'}, {}, 'zfs', 'vmbr2', True,
+     {'ostemplate': 'local:vztmpl/x.tar.zst', 'rootfs': 'zfs:4'}),
+    (LXC, {'rootfs': '8', 'net0': 'name=eth0'}, {}, 'zfs', 'vmbr2', True,
+     {'rootfs': 'zfs:8', 'net0': 'name=eth0,bridge=vmbr2'}),
+    (LXC, {'rootfs': '8'}, {}, None, None, True, {'rootfs': '8'}),  # a bare size: PVE's own default storage
+    (LXC, {'memory': 512}, {}, 'zfs', None, False, {'memory': 512}),  # an update never adds a root file system
+]
+
+
+@pytest.mark.parametrize('kind, config, current, storage, bridge, creating, expected', DEFAULTS)
+def test_with_cluster_defaults(kind, config, current, storage, bridge, creating, expected):
+    assert with_cluster_defaults(kind, config, current, storage, bridge, creating, 'c') == expected
+
+
+def test_a_vm_disk_without_storage_and_without_a_default_is_refused():
+    with pytest.raises(GuestConflictError, match="scsi1: the new disk '8' names no storage, and cluster 'c' has no "
+                                                 "default storage; .*PROXMOX_CLUSTER_c_DEFAULT_STORAGE"):
+        with_cluster_defaults(QEMU, {'scsi1': '8'}, {}, None, None, False, 'c')
+
+
+@pytest.mark.parametrize('message, taken', [
+    ("unable to create VM 106 - VM 106 already exists on node 'n1'", True),
+    ("CT 106 already exists on node 'n2'", True),
+    ('vmid: VM 106 already exists', True),
+    ('unable to create VM 106: config file already exists', True),
+    ("snapshot name 'x' already used", False),
+    ('VM is locked (create)', False),
+])
+def test_vmid_taken(message, taken):
+    assert vmid_taken(ApiError(message, 'c', 500)) is taken
+
+
+class _CreatingClient:
+    """/cluster/resources answers: a guest locked 'create' until the clock reaches ``done_at``."""
+
+    def __init__(self, clock, done_at, entry):
+        self.clock, self.done_at, self.entry, self.reads = clock, done_at, entry, 0
+
+    def get(self, path, **params):
+        self.reads += 1
+        entry = dict(self.entry)
+        if self.clock() < self.done_at:
+            entry.update(lock='create', name=self.entry.get('creating_name'))
+        entry.pop('creating_name', None)
+        return [entry]
+
+
+@pytest.mark.parametrize('entry, spec, waits', [
+    # PVE shows a guest being created without its name: it may be the one asked for.
+    ({'type': 'lxc', 'vmid': 106, 'name': 'stg-a', 'creating_name': 'CT106'}, {'name': 'stg-a'}, True),
+    ({'type': 'qemu', 'vmid': 106, 'name': 'stg-a', 'creating_name': None}, {'name': 'stg-a'}, True),
+    ({'type': 'qemu', 'vmid': 106, 'name': 'stg-a', 'creating_name': 'VM 106'}, {'name': 'stg-a'}, True),
+    # A guest being created that already shows another real name is not waited for.
+    ({'type': 'qemu', 'vmid': 106, 'name': 'stg-b', 'creating_name': 'stg-b'}, {'name': 'stg-a'}, False),
+    # The vmid asked for, whatever its name.
+    ({'type': 'qemu', 'vmid': 106, 'name': 'stg-b', 'creating_name': 'stg-b'}, {'vmid': 106}, True),
+    # Another kind is not this guest.
+    ({'type': 'lxc', 'vmid': 106, 'name': 'stg-a', 'creating_name': 'CT106'}, {'name': 'stg-a', 'kind': QEMU}, False),
+])
+def test_wait_for_creations(entry, spec, waits):
+    from ansible_collections.pmx.multicluster.plugins.module_utils.guests import GuestSpec
+    clock = _Clock()
+    kind = spec.pop('kind', LXC if entry['type'] == 'lxc' else QEMU)
+    manager = GuestManager(None, kind, sleep=clock.sleep, clock=clock)
+    client = _CreatingClient(clock, 2, entry)
+    resources = manager.wait_for_creations(client, 'c', client.get(''), GuestSpec(timeout=10, **spec))
+    if not waits:
+        assert clock.now == 0 and client.reads == 1  # no second read: nothing to wait for
+        return
+    assert clock.now >= 2 and 'lock' not in resources[0]
+    client = _CreatingClient(clock, 1000, entry)
+    with pytest.raises(GuestLockedError, match=r"guest\(s\) 106 are still being created after 3s \(lock create\)"):
+        manager.wait_for_creations(client, 'c', client.get(''), GuestSpec(timeout=3, **spec))
