@@ -61,7 +61,7 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (  
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests import (  # noqa: E402
     LXC, QEMU, GuestManager, GuestSpec, check_guest_name, check_vmid)
 from ansible_collections.pmx.multicluster.plugins.module_utils.registry import ClusterRegistry  # noqa: E402
-from ansible_collections.pmx.multicluster.plugins.module_utils.router import unreadable_error  # noqa: E402
+from ansible_collections.pmx.multicluster.plugins.module_utils.router import same_name, unreadable_error  # noqa: E402
 # pylint: enable=wrong-import-position
 
 LOG = logging.getLogger('pmx_mcp')
@@ -532,7 +532,7 @@ def _write_tools(pmx: Pmx, tool) -> None:
         pmx.check_writable(route.cluster)
         resources = registry.client(route.cluster).get('cluster/resources', type='vm') or []
         text = str(source).strip()
-        kind = next((r.get('type') for r in resources if r.get('name') == text
+        kind = next((r.get('type') for r in resources if same_name(r.get('name'), text)
                      or (text.isdigit() and int(r.get('vmid', -1)) == int(text))), 'qemu')
         result = pmx.manager(kind).ensure('started' if start else 'present', GuestSpec(
             name=name, vmid=vmid, cluster=cluster, node=node, clone=text, full=full, update=False,

@@ -86,6 +86,30 @@ requirements:
   - python-dotenv
 '''
 
+    # For the guest modules (pmx_vm, pmx_lxc): partial outages, overlapping runs, interrupted runs, defaults.
+    GUESTS = r'''
+options: {}
+notes:
+  - "Routing never falls back when it could not look: when the cluster of a guest depends on finding it (no
+    O(cluster), no matching name pattern, or a vmid without a cluster) and a cluster cannot be read, the task
+    fails before changing anything, naming that cluster. Give O(cluster) to go on."
+  - A guest about to be created where its name pattern points is first looked for in the other clusters (it
+    may have been moved or restored there). If another cluster has it, or cannot be read, the task fails and
+    says where it is and how to go on. O(cluster) given explicitly skips this check.
+  - Guest names are compared case-insensitively everywhere (they are DNS names), in routing and lookups alike.
+  - Two runs that create the same new guest at the same moment end with one. A vmid taken meanwhile is retried
+    with a fresh one; a run whose new guest has a higher vmid than another guest of that name removes its own
+    new, never started guest and manages the other one (RV(adopted)).
+  - A rerun after an interrupted or timed-out run waits for what that run left running in Proxmox VE (a create
+    or clone, a start, shutdown, reboot or destroy; see RV(waited_for)) instead of doing it a second time.
+  - A new disk given as a bare size and a new network device without C(bridge=) use the cluster's
+    C(DEFAULT_STORAGE) and C(DEFAULT_BRIDGE); a new container without a root file system gets one of 4 GiB
+    (Proxmox VE's default size) on C(DEFAULT_STORAGE). Without a default storage a VM disk that names no
+    storage is refused before any change.
+  - Malformed property strings (a net such as V(virtio,vmbr1)) and names with surrounding whitespace are
+    refused before any request.
+'''
+
     # For modules only: where they run.
     MODULES = r'''
 options: {}

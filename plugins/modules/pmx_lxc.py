@@ -194,6 +194,7 @@ attributes:
 extends_documentation_fragment:
   - pmx.multicluster.pmx
   - pmx.multicluster.pmx.modules
+  - pmx.multicluster.pmx.guests
 author:
   - pmx.multicluster contributors (@pmx-multicluster)
 version_added: 0.1.0
@@ -355,6 +356,28 @@ forced:
   description: True when the container did not shut down in time and was stopped hard (O(force=true)).
   returned: when it happened
   type: bool
+adopted:
+  description:
+    - Set when another run created this container at the same moment: this run removed its own new container
+      (C(removed_vmid)) and manages the other one (C(vmid)), so that one container is left.
+  returned: when it happened
+  type: dict
+  sample: {vmid: 106, removed_vmid: 107}
+waited_for:
+  description: Tasks of an earlier or another run that were still running on this container and were waited for.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    action:
+      description: The task type, for example V(vzstart) or V(vzdestroy).
+      type: str
+    upid:
+      description: The task id.
+      type: str
+    exitstatus:
+      description: How it ended.
+      type: str
 '''
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.module import PmxModule, pmx_guest_argument_spec

@@ -29,6 +29,7 @@ author:
 extends_documentation_fragment:
   - pmx.multicluster.pmx
   - pmx.multicluster.pmx.modules
+  - pmx.multicluster.pmx.guests
 attributes:
   check_mode:
     support: full
@@ -363,6 +364,28 @@ forced:
   description: True when the VM did not shut down within O(timeout) and was stopped hard (O(force=true)).
   returned: when it happened
   type: bool
+adopted:
+  description:
+    - Set when another run created this VM at the same moment: this run removed its own new VM
+      (C(removed_vmid)) and manages the other one (C(vmid)), so that one VM is left.
+  returned: when it happened
+  type: dict
+  sample: {vmid: 106, removed_vmid: 107}
+waited_for:
+  description: Tasks of an earlier or another run that were still running on this VM and were waited for.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    action:
+      description: The task type, for example V(qmstart) or V(qmdestroy).
+      type: str
+    upid:
+      description: The task id.
+      type: str
+    exitstatus:
+      description: How it ended.
+      type: str
 '''
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.module import PmxModule, pmx_guest_argument_spec
