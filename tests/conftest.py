@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -387,12 +388,21 @@ def inventory(lab, tmp_path, options=None, env=None, fail_unparsed=False):
     return Inventory(proc)
 
 
-def mcp(lab, calls, env=None, write=False, stderr_out=None):
-    """Start the installed MCP server, make ``calls`` [(tool, arguments)...]; returns their results in order."""
+def mcp(lab, calls, env=None, write=False, stderr_out=None, seconds_out=None):
+    """Start the installed MCP server, make ``calls`` [(tool, arguments)...]; returns their results in order.
+
+    ``seconds_out``, a list, gets how long each call took.
+    """
     extra = {'PMX_MCP_ALLOW_WRITE': '1'} if write else {}
 
     async def body(client):
-        return [await client.call(tool, **arguments) for tool, arguments in calls]
+        results = []
+        for tool, arguments in calls:
+            started = time.monotonic()
+            results.append(await client.call(tool, **arguments))
+            if seconds_out is not None:
+                seconds_out.append(time.monotonic() - started)
+        return results
 
     results, texts, stderr = run_mcp(ansible_env(env or lab.env_file, extra), body)
     capture(lab, 'mcp', json.dumps(results, default=str), '\n'.join(texts), stderr)

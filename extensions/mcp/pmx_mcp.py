@@ -17,12 +17,19 @@ PMX_MCP_WRITE_CLUSTERS=staging,dr limits them to those clusters. Destructive
 writes (stop, delete, rollback) answer with a preview unless called with
 confirm=true. Routing, guest lifecycle and errors are the collection's core
 (module_utils), the same as the pmx_vm module's.
+
+A read that spans clusters (list_clusters, cluster_status, list_nodes,
+list_guests, list_storages, recent_tasks) answers within PMX_MCP_DEADLINE
+seconds (default 15): a cluster that has not answered by then is named in the
+answer's errors / unreachable list, with the others' results, and is not
+asked again for 30 s (the core's memory of failed clusters), so the next
+calls answer at once. No tool result, tool error or log line carries a
+token secret, in any form (raw, escaped, URL-encoded).
 """
 
 import argparse
 import fnmatch
 import functools
-import json
 import logging
 import os
 import sys
@@ -60,6 +67,7 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (  
     ClusterError, ConfigError)
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests import (  # noqa: E402
     LXC, QEMU, GuestManager, GuestSpec, check_guest_name, check_vmid)
+from ansible_collections.pmx.multicluster.plugins.module_utils.redact import Scrubber  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.registry import ClusterRegistry  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.router import same_name, unreadable_error  # noqa: E402
 # pylint: enable=wrong-import-position
@@ -67,6 +75,8 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.router import sam
 LOG = logging.getLogger('pmx_mcp')
 TRUE = ('1', 'true', 'yes', 'on')
 DEFAULT_TIMEOUT = 300
+# Seconds a read across clusters waits for them (PMX_MCP_DEADLINE); the slower ones are reported, not waited for.
+DEFAULT_DEADLINE = 15.0
 
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 # Additive writes (start, create, snapshot): asking twice changes nothing more.
@@ -96,18 +106,21 @@ ConfirmArg = Annotated[bool, Field(
 class Pmx:
     """The server's state: the configuration (read once), the registry and the write settings."""
 
-    def __init__(self, environ: Dict[str, str], env_file: Optional[str] = None):
+    def __init__(self, environ: Dict[str, str], env_file: Optional[str] = None, scrub: Optional[Scrubber] = None):
         self.registry = None
         self.config_error: Optional[ClusterError] = None
-        self.secrets: List[str] = []
+        # Masks every form of every token secret in tool results, tool errors and (shared with it) the log.
+        self.scrub = scrub if scrub is not None else Scrubber()
+        self.deadline = DEFAULT_DEADLINE
         self.allow_write = environ.get('PMX_MCP_ALLOW_WRITE', '').strip().lower() in TRUE
         self.write_setting = [c.strip() for c in environ.get('PMX_MCP_WRITE_CLUSTERS', '').split(',') if c.strip()]
         self.write_clusters: Optional[List[str]] = None  # None: every cluster
         self.write_error: Optional[ClusterError] = None
         try:
             config = load_config(environ=environ, env_file=env_file)
-            self.secrets = config.secrets
-            self.registry = ClusterRegistry(config)
+            self.scrub.add(config.secrets)
+            self.deadline = _deadline(environ)
+            self.registry = ClusterRegistry(config, lookup_deadline=self.deadline)
             for warning in config.warnings:
                 LOG.warning('%s', warning)
         except ClusterError as exc:
@@ -127,11 +140,6 @@ class Pmx:
         if self.config_error is not None:
             raise self.config_error
         return self.registry
-
-    def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, '***')
-        return text
 
     def writes(self) -> Dict:
         clusters: Any = []
@@ -201,6 +209,20 @@ class Pmx:
         return out
 
 
+def _deadline(environ: Dict[str, str]) -> float:
+    """PMX_MCP_DEADLINE in seconds (DEFAULT_DEADLINE when unset)."""
+    text = environ.get('PMX_MCP_DEADLINE', '').strip()
+    if not text:
+        return DEFAULT_DEADLINE
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float('inf'):
+        raise ConfigError('PMX_MCP_DEADLINE must be a positive number of seconds, got %r' % text)
+    return value
+
+
 def _guest_row(cluster: str, guest: Dict) -> Dict:
     tags = [t for t in str(guest.get('tags') or '').replace(',', ';').split(';') if t]
     return {'cluster': cluster, 'vmid': int(guest['vmid']), 'name': guest.get('name'), 'type': guest.get('type'),
@@ -236,10 +258,7 @@ def build_server(pmx: Pmx) -> MCPServer:
                     # Unforeseen: one line on stderr (no traceback, no request data), a short tool error.
                     LOG.warning('%s failed unexpectedly: %s: %s', fn.__name__, type(exc).__name__, pmx.scrub(str(exc)))
                     raise ToolError('internal error in pmx_mcp (%s); see the server log' % type(exc).__name__) from None
-                text = json.dumps(result, default=str)
-                if any(s in text for s in pmx.secrets):
-                    result = json.loads(pmx.scrub(text))
-                return result
+                return pmx.scrub.deep(result)
             server.add_tool(wrapper, name=fn.__name__, title=title, annotations=annotations)
             return fn
         return register
@@ -252,7 +271,7 @@ def build_server(pmx: Pmx) -> MCPServer:
         patterns, region and tier. Clusters are queried concurrently; an unreachable one is listed with
         reachable=false and the error, it does not fail the call."""
         registry = pmx.reg()
-        health = registry.validate_all_clusters()
+        health = registry.validate_all_clusters(deadline=pmx.deadline)
         return {'clusters': health, 'default_cluster': registry.config.default_cluster,
                 'reachable': [c['name'] for c in health if c['reachable']],
                 'unreachable': [{'cluster': c['name'], 'error': c['error']} for c in health if not c['reachable']],
@@ -265,7 +284,7 @@ def build_server(pmx: Pmx) -> MCPServer:
         and storages. An unreachable cluster is answered with reachable=false and the error."""
         registry = pmx.reg()
         name = registry.router.resolve_cluster(cluster)
-        info = registry.validate_all_clusters([name], storages=True)[0]
+        info = registry.validate_all_clusters([name], storages=True, deadline=pmx.deadline)[0]
         info['is_default'] = name == registry.config.default_cluster
         info['writable'] = pmx.writable(name)
         return info
@@ -275,7 +294,7 @@ def build_server(pmx: Pmx) -> MCPServer:
         """The nodes of one cluster, or of all clusters (queried concurrently), with status, CPU, memory and
         uptime. A cluster that cannot be reached is listed under errors."""
         names = pmx.clusters(cluster)
-        results = pmx.reg().map(lambda name, client: client.get('nodes') or [], names)
+        results = pmx.reg().map(lambda name, client: client.get('nodes') or [], names, deadline=pmx.deadline)
         nodes = []
         for name, result in results.items():
             for node in sorted(result.value or [], key=lambda n: n.get('node') or ''):
@@ -298,7 +317,7 @@ def build_server(pmx: Pmx) -> MCPServer:
         cluster, vmid, name, type, status, node and tags. A cluster that is down is listed under errors and
         the others are still answered."""
         names = pmx.clusters(cluster)
-        results = pmx.reg().guests(names)
+        results = pmx.reg().guests(names, deadline=pmx.deadline)
         guests = []
         for name, result in results.items():
             for guest in result.value or []:
@@ -334,7 +353,8 @@ def build_server(pmx: Pmx) -> MCPServer:
         """Storages of every node of one cluster or of all clusters (concurrently): type, content, usage,
         shared or not. A cluster that cannot be reached is listed under errors."""
         names = pmx.clusters(cluster)
-        results = pmx.reg().map(lambda name, client: client.get('cluster/resources', type='storage') or [], names)
+        results = pmx.reg().map(lambda name, client: client.get('cluster/resources', type='storage') or [], names,
+                                deadline=pmx.deadline)
         rows = []
         for name, result in results.items():
             for res in result.value or []:
@@ -353,7 +373,7 @@ def build_server(pmx: Pmx) -> MCPServer:
         """The most recent tasks (create, start, backup, migrate...) of one cluster or of all clusters, newest
         first, with type, guest id, node, user, start/end time and result."""
         names = pmx.clusters(cluster)
-        results = pmx.reg().map(lambda name, client: client.get('cluster/tasks') or [], names)
+        results = pmx.reg().map(lambda name, client: client.get('cluster/tasks') or [], names, deadline=pmx.deadline)
         tasks = []
         for name, result in results.items():
             for task in result.value or []:
@@ -588,28 +608,24 @@ def _write_tools(pmx: Pmx, tool) -> None:
 # ------------------------------------------------------------------ start
 
 class _Scrub(logging.Filter):
-    """Last line of defence: a token secret never reaches stderr, whatever logs it."""
+    """Last line of defence: a token secret never reaches stderr, in any form, whatever logs it."""
 
-    def __init__(self, secrets: List[str]):
+    def __init__(self, scrub: Scrubber):
         super().__init__()
-        self.secrets = secrets
+        self.scrub = scrub
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            text = record.getMessage()
-            if any(s in text for s in self.secrets):
-                for secret in self.secrets:
-                    text = text.replace(secret, '***')
-                record.msg, record.args = text, None
+        text = record.getMessage()
+        if self.scrub.found(text):
+            record.msg, record.args = self.scrub(text), None
         return True
 
 
-def setup_logging() -> _Scrub:
-    """Log to stderr (stdout is the protocol) at WARNING; proxmoxer's request logging stays off."""
-    scrub = _Scrub([])
+def setup_logging(scrub: Scrubber) -> None:
+    """Log to stderr (stdout is the protocol) at WARNING, scrubbed; proxmoxer's request logging stays off."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter('pmx_mcp: %(levelname)s %(name)s: %(message)s'))
-    handler.addFilter(scrub)
+    handler.addFilter(_Scrub(scrub))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -618,16 +634,16 @@ def setup_logging() -> _Scrub:
     # proxmoxer logs every request with its body (a password, a cloud-init secret) at INFO/DEBUG.
     for name in ('proxmoxer', 'urllib3', 'requests', 'mcp', 'httpx'):
         logging.getLogger(name).setLevel(logging.WARNING)
-    return scrub
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description='pmx.multicluster MCP server (stdio): several Proxmox VE clusters.')
     parser.add_argument('--env-file', help='.env file with the PROXMOX_* settings (default: PROXMOX_ENV_FILE)')
     args = parser.parse_args(argv)
-    scrub = setup_logging()
-    pmx = Pmx(dict(os.environ), env_file=args.env_file)
-    scrub.secrets = pmx.secrets
+    # One scrubber for the log and the answers; the secrets are added to it as soon as they are read.
+    scrub = Scrubber()
+    setup_logging(scrub)
+    pmx = Pmx(dict(os.environ), env_file=args.env_file, scrub=scrub)
     build_server(pmx).run('stdio')
     return 0
 

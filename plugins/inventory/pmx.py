@@ -201,6 +201,7 @@ from ansible import template as ansible_template
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ApiError, ClusterError
+from ansible_collections.pmx.multicluster.plugins.module_utils.redact import Scrubber
 
 if hasattr(ansible_template, 'trust_as_template'):
     # ansible-core 2.19+: a string is never templated unless tagged trusted, so API data is safe as it is,
@@ -418,15 +419,19 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             env_file = os.path.expanduser(env_file)
             if not os.path.isabs(env_file):
                 env_file = os.path.join(os.path.dirname(os.path.abspath(self._path)), env_file)
+        clusters = self._clusters_option()
+        # Every warning and error of this source is scrubbed of every form of every token secret.
+        self._scrub = Scrubber(to_text(c['token_secret']) for c in clusters if c.get('token_secret'))
         try:
-            config = load_config(env_file=env_file, clusters=self._clusters_option(),
+            config = load_config(env_file=env_file, clusters=clusters,
                                  default_cluster=self.get_option('default_cluster'))
+            self._scrub.add(config.secrets)
             registry = ClusterRegistry(config)
             names = registry.match(self.get_option('include_clusters'))
         except ClusterError as exc:
-            raise AnsibleParserError('pmx inventory %s: %s' % (self._path, exc))
+            raise AnsibleParserError(self._scrub('pmx inventory %s: %s' % (self._path, exc)))
         for warning in config.warnings:
-            self.display.warning(warning)
+            self.display.warning(self._scrub(warning))
         return registry, names
 
     # -------------------------------------------------------------- fetch
@@ -487,10 +492,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         if not failed:
             return
         if self._fail_hard():
-            raise AnsibleParserError('pmx inventory %s: %s' % (self._path, '; '.join(
-                "cluster '%s' %s: %s" % (name, what, error) for name, error in failed)))
+            raise AnsibleParserError(self._scrub('pmx inventory %s: %s' % (self._path, '; '.join(
+                "cluster '%s' %s: %s" % (name, what, error) for name, error in failed))))
         for name, error in failed:
-            self.display.warning("pmx inventory: cluster '%s' %s: %s" % (name, what, error))
+            self.display.warning(self._scrub("pmx inventory: cluster '%s' %s: %s" % (name, what, error)))
 
     def _details(self, client, records):
         """Config and/or addresses of one cluster's records, concurrently; returns [(guest, error)]."""

@@ -4,9 +4,10 @@
 """The only file that glues the core to AnsibleModule.
 
 ``PmxModule`` merges the shared connection options into a module's argument
-spec, loads the configuration and the registry once, registers every token
-secret as a no_log value (so Ansible masks it even if it came from the
-environment or a .env file) and turns a ClusterError into ``fail_json``.
+spec, loads the configuration and the registry once, registers every form of
+every token secret (raw, escaped, URL-encoded: redact.secret_forms) as a
+no_log value (so Ansible masks it even if it came from the environment or a
+.env file) and turns a ClusterError into ``fail_json``, its message scrubbed.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -18,6 +19,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ClusterError
+from ansible_collections.pmx.multicluster.plugins.module_utils.redact import Scrubber, secret_forms
 
 try:
     from ansible_collections.pmx.multicluster.plugins.module_utils.client import HAS_DEPS, IMPORT_ERROR
@@ -82,6 +84,7 @@ class PmxModule:
         spec.update(argument_spec or {})
         self.module = AnsibleModule(argument_spec=spec, **kwargs)
         self._registry = None
+        self.scrub = Scrubber()
         if not HAS_DEPS:
             self.module.fail_json(msg=missing_required_lib('proxmoxer, requests and python-dotenv'),
                                   exception=IMPORT_TRACEBACK)
@@ -101,10 +104,12 @@ class PmxModule:
             config = load_config(env_file=self.params.get('env_file'), clusters=self.params.get('clusters'),
                                  default_cluster=self.params.get('default_cluster'))
             # Secrets from the environment or a .env file are not module options, so Ansible
-            # would not know to mask them; tell it.
-            self.module.no_log_values.update(config.secrets)
+            # would not know to mask them; tell it, in every form they can take in a message.
+            for secret in config.secrets:
+                self.module.no_log_values.update(secret_forms(secret))
+            self.scrub.add(config.secrets)
             for warning in config.warnings:
-                self.module.warn(warning)
+                self.module.warn(self.scrub(warning))
             self._registry = ClusterRegistry(config)
         return self._registry
 
@@ -120,9 +125,9 @@ class PmxModule:
             error = exc
         if error is None:
             for warning in result.pop('warnings', None) or []:
-                self.module.warn(warning)
+                self.module.warn(self.scrub(warning))
             self.module.exit_json(**result)
         # Outside the except block: a foreseeable error is a message, not a traceback
         # (ansible-core 2.19 attaches the exception being handled to fail_json).
         extra = {'cluster': error.cluster} if error.cluster else {}
-        self.module.fail_json(msg=str(error), **extra)
+        self.module.fail_json(msg=self.scrub(str(error)), **extra)

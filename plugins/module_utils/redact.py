@@ -6,8 +6,9 @@
 A token secret rarely reaches a message as it was typed: an HTTP library
 quotes a bad header with ``repr`` (``b'PVEAPIToken=...=s3cret\\n'``), JSON
 escapes it, a URL carries it percent-encoded, a value read from a file keeps
-its trailing newline. ``secret_forms`` lists those forms; ``Scrubber``
-replaces each of them by a mask. Every front end (the modules' no_log values,
+its trailing newline, a secret with a line break in it may be printed one
+line at a time. ``secret_forms`` lists those forms; ``Scrubber`` replaces each
+of them by a mask. Every front end (the modules' no_log values,
 the inventory's warnings and errors, the MCP server's answers and log) uses
 this one list, so that no form is forgotten in one place.
 
@@ -19,20 +20,28 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
-from typing import Iterable, List
+import re
+from typing import Any, Iterable, List
 from urllib.parse import quote, quote_plus
 
 MASK = '********'
+# A secret broken by control characters or spaces (a pasted line break, a tab) may reach text in pieces;
+# pieces this long are masked too (shorter ones would mask ordinary words).
+PIECE_MIN = 8
+SEPARATORS = re.compile(r'[\x00-\x20\x7f]+')
 
 
 def secret_forms(secret: str) -> List[str]:
     """The forms a secret can take in text: raw, stripped, ``repr``- and JSON-escaped, URL-encoded.
 
-    Longest first, so that a scrubber replaces a form before any form it contains.
+    A secret with control characters or spaces in it also has its pieces between them (at least
+    PIECE_MIN characters long) as forms. Longest first, so that a scrubber replaces a form before
+    any form it contains.
     """
     if not secret:
         return []
-    bases = dict.fromkeys([secret, secret.strip()])
+    pieces = [p for p in SEPARATORS.split(secret) if len(p) >= PIECE_MIN and p != secret.strip()]
+    bases = dict.fromkeys([secret, secret.strip()] + pieces)
     forms = dict.fromkeys(bases)
     for text in bases:
         if not text:
@@ -69,6 +78,20 @@ class Scrubber:
             if form in text:
                 text = text.replace(form, MASK)
         return text
+
+    def deep(self, value: Any) -> Any:
+        """``value`` with every string in it scrubbed, through dicts (keys too), lists and tuples."""
+        if not self.forms:
+            return value
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, dict):
+            return dict((self.deep(k), self.deep(v)) for k, v in value.items())
+        if isinstance(value, list):
+            return [self.deep(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self.deep(v) for v in value)
+        return value
 
     def found(self, text: str) -> bool:
         """Whether any form of a secret is in ``text``."""

@@ -7,24 +7,26 @@ It also runs reads across clusters concurrently (``map``), answers "where
 does this guest exist" for the router (``locate``) and gathers each
 cluster's health (``health`` / ``validate_all_clusters``). One cluster being
 down degrades an answer, it does not fail it: ``map`` returns the error in
-that cluster's slot.
+that cluster's slot, and with a ``deadline`` it does not wait for a slow one.
+Its clients share one memory of the clusters that just failed to answer.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import functools
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from fnmatch import fnmatchcase
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-from ansible_collections.pmx.multicluster.plugins.module_utils.client import PveClient
+from ansible_collections.pmx.multicluster.plugins.module_utils.client import FailureMemory, PveClient
 from ansible_collections.pmx.multicluster.plugins.module_utils.config import ClusterConfig, RegistryConfig
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
-    ClusterError, ClusterNotFoundError, DuplicateGuestError, GuestConflictError, GuestNotFoundError,
-    UnreadableClustersError)
+    ClusterConnectionError, ClusterError, ClusterNotFoundError, DuplicateGuestError, GuestConflictError,
+    GuestNotFoundError, UnreadableClustersError)
 from ansible_collections.pmx.multicluster.plugins.module_utils.router import (
     Located, Route, Router, same_name)
 
@@ -51,11 +53,18 @@ class ClusterResult:
 class ClusterRegistry:
     """All configured clusters, their clients and the router."""
 
-    def __init__(self, config: RegistryConfig, client_factory: Callable[[ClusterConfig], Any] = PveClient,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(self, config: RegistryConfig, client_factory: Optional[Callable[[ClusterConfig], Any]] = None,
+                 clock: Callable[[], float] = time.monotonic, failures: Optional[FailureMemory] = None,
+                 lookup_deadline: Optional[float] = None):
+        """``failures``: the memory of clusters that failed to answer, shared by the default clients and
+        ``map`` (by default ``FailureMemory()``: 30 s). ``lookup_deadline``: seconds a lookup across the
+        clusters (``locate``) waits for them; a cluster that does not answer in time counts as unreadable
+        (long-running front ends set it; None waits as long as the clients' timeouts)."""
         self.config = config
+        self.lookup_deadline = lookup_deadline
         self.router = Router(config)
-        self._factory = client_factory
+        self.failures = failures if failures is not None else FailureMemory()
+        self._factory = client_factory or functools.partial(PveClient, failures=self.failures)
         self._clock = clock
         self._clients: Dict[str, Tuple[Any, float]] = {}
         self._lock = threading.Lock()
@@ -114,26 +123,52 @@ class ClusterRegistry:
         return [n for n in self.names if n in chosen]
 
     def map(self, func: Callable[[str, Any], Any], names: Optional[Iterable[str]] = None,
-            max_workers: int = MAX_WORKERS) -> Dict[str, ClusterResult]:
-        """Call ``func(name, client)`` for each cluster concurrently; errors are kept per cluster."""
+            max_workers: int = MAX_WORKERS, deadline: Optional[float] = None) -> Dict[str, ClusterResult]:
+        """Call ``func(name, client)`` for each cluster concurrently; errors are kept per cluster.
+
+        A cluster remembered as failed (``self.failures``) is not asked. With ``deadline`` (seconds), a
+        cluster whose call has not returned by then gets the error "did not answer within Ns" and is
+        remembered as failed; its call is not waited for (it ends in the background with its timeout).
+        """
         names = list(names) if names is not None else self.names
 
         def one(name):
             try:
+                self.failures.check(name)
                 return ClusterResult(name, func(name, self.client(name)))
             except ClusterError as exc:
                 return ClusterResult(name, error=exc)
 
-        if len(names) <= 1:
+        if not names or (len(names) == 1 and deadline is None):
             return dict((n, one(n)) for n in names)
-        with ThreadPoolExecutor(max_workers=min(max_workers, len(names))) as pool:
-            return dict(zip(names, pool.map(one, names)))
+        pool = ThreadPoolExecutor(max_workers=min(max_workers, len(names)))
+        try:
+            futures = [pool.submit(one, n) for n in names]
+            done = wait(futures, timeout=deadline)[0]
+        finally:
+            pool.shutdown(wait=False)
+        results = {}
+        for name, future in zip(names, futures):
+            if future not in done and future.cancel():
+                # Still queued (more clusters than workers): never asked, so not remembered as failed.
+                results[name] = ClusterResult(name, error=ClusterConnectionError(
+                    "cluster '%s' was not asked within %gs (too many clusters at once)" % (name, deadline), name))
+            elif future.done():  # in time, or just after the deadline
+                results[name] = future.result()
+            else:
+                self.failures.remember(name, 'no answer within the %gs deadline' % deadline)
+                results[name] = ClusterResult(name, error=ClusterConnectionError(
+                    "cluster '%s' did not answer within %gs; it is left out of this answer" % (name, deadline),
+                    name))
+        return results
 
     # ------------------------------------------------------------- routing
 
-    def guests(self, names: Optional[Iterable[str]] = None) -> Dict[str, ClusterResult]:
-        """Every guest (``/cluster/resources?type=vm``) of each cluster, concurrently."""
-        return self.map(lambda name, client: client.get('cluster/resources', type='vm') or [], names)
+    def guests(self, names: Optional[Iterable[str]] = None, deadline: Optional[float] = None
+               ) -> Dict[str, ClusterResult]:
+        """Every guest (``/cluster/resources?type=vm``) of each cluster, concurrently (see ``map``)."""
+        return self.map(lambda name, client: client.get('cluster/resources', type='vm') or [], names,
+                        deadline=deadline)
 
     def locate(self, name: Optional[str] = None, vmid: Optional[int] = None,
                names: Optional[Iterable[str]] = None) -> Located:
@@ -144,7 +179,7 @@ class ClusterRegistry:
         for granted.
         """
         found = Located()
-        for cluster, result in self.guests(names).items():
+        for cluster, result in self.guests(names, deadline=self.lookup_deadline).items():
             if not result.ok:
                 found.unreadable[cluster] = str(result.error)
                 continue
@@ -296,9 +331,11 @@ class ClusterRegistry:
             info['storages'] = sorted(storage_list, key=lambda s: (s['node'] or '', s['storage'] or ''))
         return info
 
-    def validate_all_clusters(self, names: Optional[Iterable[str]] = None, storages: bool = False) -> List[Dict]:
-        """Health of each cluster, concurrently; an unreachable one has ``reachable: false`` and ``error``."""
-        results = self.map(lambda name, client: self.health(name, client, storages), names)
+    def validate_all_clusters(self, names: Optional[Iterable[str]] = None, storages: bool = False,
+                              deadline: Optional[float] = None) -> List[Dict]:
+        """Health of each cluster, concurrently; an unreachable one (or, with ``deadline``, a slow one, see
+        ``map``) has ``reachable: false`` and ``error``."""
+        results = self.map(lambda name, client: self.health(name, client, storages), names, deadline=deadline)
         out = []
         for name, result in results.items():
             if result.ok:

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import CT, MAY_FAIL, VM, failed_message, mcp, play, recorded, start_play, vms_named
+from conftest import CT, MAY_FAIL, VM, failed_message, play, recorded, start_play, vms_named
 
 TEMPLATE = 'debian-12-standard_12.7-1_amd64.tar.zst'
 WAIT = 60  # seconds a test waits for a run to reach a hold: a bound, not a pace

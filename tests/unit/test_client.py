@@ -1,17 +1,20 @@
-"""PveClient against fakepve: TLS, failover, typed errors, safe retries and task waiting."""
+"""PveClient against fakepve: TLS, failover, typed errors, safe retries, the failure memory and task waiting."""
 
 import dataclasses
+import http.server
 import re
+import threading
 import time
 
 import pytest
 from fakepve.certs import make_cert
 
-from ansible_collections.pmx.multicluster.plugins.module_utils.client import PveClient
+from ansible_collections.pmx.multicluster.plugins.module_utils.client import FailureMemory, PveClient, RetryPolicy
 from ansible_collections.pmx.multicluster.plugins.module_utils.config import load_config
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
-    ApiError, AuthenticationError, ClusterConnectionError, ClusterError, PermissionDeniedError,
+    ApiError, AuthenticationError, ClusterConnectionError, ClusterError, ConfigError, PermissionDeniedError,
     ResourceNotFoundError, TaskError, TaskTimeoutError)
+from conftest import SHARED_LAB_HOST
 
 # Loopback addresses where nothing listens (the labs use 127.0.1.x and 127.0.2.x).
 DEAD = 'https://127.0.9.9:8006'
@@ -411,3 +414,287 @@ def test_task_node_rejects_what_is_not_a_upid(upid):
     with pytest.raises(ApiError) as caught:
         PveClient.task_node(upid)
     assert 'not a Proxmox task id' in str(caught.value)
+
+
+# ------------------------------------------------------------------------------------------ retry policy
+
+class Clock:
+    """A clock that only moves when the policy sleeps (or the test moves it)."""
+
+    def __init__(self, now=100.0):
+        self.now = now
+        self.slept = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, secs):
+        self.slept.append(secs)
+        self.now += secs
+
+
+def policy(clock, rand=1.0, **kwargs):
+    """A RetryPolicy on ``clock`` that never really sleeps; ``rand`` is what its jitter draws."""
+    return RetryPolicy(sleep=clock.sleep, clock=clock, rand=lambda: rand, **kwargs)
+
+
+# (id, policy arguments, the jitter's draw, pauses taken before it gives up)
+POLICIES = [
+    ('defaults-full-pauses', {}, 1.0, [0.2, 0.4, 0.8, 1.6, 2.0]),
+    ('full-jitter-halves', {}, 0.5, [0.1, 0.2, 0.4, 0.8, 1.0]),
+    ('jitter-zero', {}, 0.0, [0.0] * 5),
+    ('cap', {'base': 1.0, 'cap': 1.5, 'budget': 100}, 1.0, [1.0, 1.5, 1.5, 1.5, 1.5]),
+    ('max-attempts', {'max_attempts': 3}, 1.0, [0.2, 0.4]),
+    ('one-attempt', {'max_attempts': 1}, 1.0, []),
+    ('budget-cuts-short', {'budget': 1.0}, 1.0, [0.2, 0.4]),
+    ('budget-exact', {'base': 0.25, 'budget': 0.75}, 1.0, [0.25, 0.5]),
+]
+
+
+@pytest.mark.parametrize('kwargs,rand,pauses', [p[1:] for p in POLICIES], ids=[p[0] for p in POLICIES])
+def test_retry_policy(kwargs, rand, pauses):
+    clock = Clock()
+    retry = policy(clock, rand, **kwargs)
+    started, attempt = clock(), 1
+    while retry.again(attempt, started):
+        attempt += 1
+    assert clock.slept == pytest.approx(pauses)
+    assert attempt == len(pauses) + 1
+
+
+def test_retry_policy_defaults_are_documented():
+    retry = RetryPolicy()
+    assert (retry.base, retry.cap, retry.budget, retry.max_attempts) == (0.2, 2.0, 10.0, 6)
+
+
+def test_retry_policy_counts_slow_attempts_in_the_budget():
+    """The budget is wall time since the first attempt: attempts that took long leave less for pauses."""
+    clock = Clock()
+    retry = policy(clock, budget=5.0)
+    started = clock()
+    clock.now += 4.5  # the first attempt took 4.5 s: a pause of 0.2 s still fits
+    assert retry.again(1, started) is True
+    clock.now += 0.2  # after the pause a second attempt of 0.2 s: 4.9 s; a pause of 0.4 s would end past 5 s
+    assert retry.again(2, started) is False
+    assert clock.slept == pytest.approx([0.2])
+
+
+def test_get_retried_by_the_policy_until_it_gives_up(prod, fresh_lab):
+    """Every request dropped: a GET is tried max_attempts times, with the policy's pauses, no real sleep."""
+    config, lab_cluster = prod
+    fresh_lab.call(lambda: lab_cluster.pve.flaky_network(drop_rate=1.0))
+    clock = Clock()
+    client = PveClient(config, policy=policy(clock, max_attempts=4))
+    tried = attempts(client)
+    with pytest.raises(ClusterConnectionError) as caught:
+        client.get('version')
+    assert len(tried) == 4
+    assert clock.slept == pytest.approx([0.2, 0.4, 0.8])
+    assert 'connection reset' in str(caught.value)
+    # A cluster that answers, if only sometimes, is not remembered as failed: the next GET is tried again.
+    with pytest.raises(ClusterConnectionError):
+        client.get('version')
+    assert len(tried) == 8
+
+
+def test_get_retried_within_the_budget(prod, fresh_lab):
+    config, lab_cluster = prod
+    fresh_lab.call(lambda: lab_cluster.pve.flaky_network(drop_rate=1.0))
+    clock = Clock()
+    client = PveClient(config, policy=policy(clock, max_attempts=50, budget=3.0))
+    tried = attempts(client)
+    with pytest.raises(ClusterConnectionError):
+        client.get('version')
+    assert clock.slept == pytest.approx([0.2, 0.4, 0.8, 1.6])  # 3.0 s; a fifth pause (2 s) would pass it
+    assert len(tried) == 5
+
+
+@pytest.mark.parametrize('method', ['POST', 'PUT', 'DELETE'])
+def test_a_write_is_never_repeated_whatever_the_policy(prod, fresh_lab, method):
+    config, lab_cluster = prod
+    fresh_lab.call(lambda: lab_cluster.pve.flaky_network(drop_rate=1.0))
+    clock = Clock()
+    client = PveClient(config, policy=policy(clock, max_attempts=50, budget=1000))
+    tried = attempts(client)
+    with pytest.raises(ClusterConnectionError) as caught:
+        client.request(method, 'nodes/%s/qemu/103/config' % lab_cluster.nodes[0])
+    assert 'may or may not have been applied' in str(caught.value)
+    assert tried == [lab_cluster.url] and clock.slept == []
+    # Its unknown outcome is not a failure to answer: the cluster is not remembered.
+    fresh_lab.call(lambda: lab_cluster.pve.flaky_network())
+    assert client.get('version')['version'] == lab_cluster.pve.version
+
+
+def test_busy_answers_are_retried_with_the_policy(prod, fresh_lab):
+    config, lab_cluster = prod
+    pve = lab_cluster.pve
+    fresh_lab.call(lambda: pve.fail('GET', '/version', 503, 'proxy busy', times=2))
+    clock = Clock()
+    before = len(recorded(pve, 'GET', '/version'))
+    assert PveClient(config, policy=policy(clock, rand=0.5)).get('version')['version'] == pve.version
+    assert len(recorded(pve, 'GET', '/version')) - before == 3
+    assert clock.slept == pytest.approx([0.1, 0.2])
+
+
+# ---------------------------------------------------------------------------------------- failure memory
+
+def test_a_refused_cluster_is_remembered(prod):
+    config = dataclasses.replace(prod[0], api_urls=[DEAD, DEAD2])
+    clock = Clock()
+    client = PveClient(config, policy=policy(clock), failures=FailureMemory(hold=30, clock=clock))
+    tried = attempts(client)
+    with pytest.raises(ClusterConnectionError) as first:
+        client.get('version')
+    assert tried == [DEAD, DEAD2] and clock.slept == []  # refused: not worth repeating
+    assert "cluster 'production' is unreachable" in str(first.value)
+    clock.now += 12
+    with pytest.raises(ClusterConnectionError) as second:
+        client.post('nodes/prod-pve1/qemu/103/status/start')  # a write too: it would not have been sent
+    assert str(second.value) == (
+        "cluster 'production' did not answer 12s ago (%s: connection refused; %s: connection refused); not retried "
+        "for another 18s. Check that the API URL is right and the cluster is up (PROXMOX_CLUSTER_production_API_URL)."
+        % (DEAD, DEAD2))
+    assert second.value.cluster == 'production'
+    assert len(tried) == 2  # nothing was sent
+    clock.now += 18
+    with pytest.raises(ClusterConnectionError) as third:
+        client.get('version')
+    assert len(tried) == 4 and 'is unreachable' in str(third.value)
+
+
+def test_a_hanging_get_costs_one_timeout_and_is_remembered(prod, fresh_lab):
+    """A GET that gets no answer within the timeout is not repeated (it was 3 x timeout) and the cluster
+    is remembered, so the next requests fail at once; after the memory expires it is asked again."""
+    config, lab_cluster = prod
+    config = dataclasses.replace(config, timeout=0.3)
+    fresh_lab.call(lambda: lab_cluster.pve.flaky_network(hang_rate=1.0, hang_secs=2))
+    clock = Clock()
+    client = PveClient(config, policy=policy(clock, max_attempts=10), failures=FailureMemory(hold=30, clock=clock))
+    tried = attempts(client)
+    started = time.monotonic()
+    with pytest.raises(ClusterConnectionError) as caught:
+        client.get('cluster/resources')
+    assert time.monotonic() - started < 2
+    assert len(tried) == 1 and clock.slept == []
+    assert 'no answer within 0.3s, PROXMOX_CLUSTER_production_TIMEOUT' in str(caught.value)
+    for path in ('version', 'nodes', 'cluster/status'):
+        with pytest.raises(ClusterConnectionError) as again:
+            client.get(path)
+        assert again.value.message.startswith("cluster 'production' did not answer 0s ago (%s: no answer within "
+                                              "0.3s, PROXMOX_CLUSTER_production_TIMEOUT); not retried for another "
+                                              "30s" % lab_cluster.url)
+    assert len(tried) == 1
+    fresh_lab.call(lambda: lab_cluster.pve.flaky_network())
+    clock.now += 30
+    assert client.get('version')['version'] == lab_cluster.pve.version
+    assert len(tried) == 2
+
+
+def test_an_answer_forgets_the_failure(prod):
+    config, lab_cluster = prod
+    clock = Clock()
+    memory = FailureMemory(hold=30, clock=clock)
+    client = PveClient(config, failures=memory)
+    memory.remember('production', 'injected')
+    with pytest.raises(ClusterConnectionError):
+        client.get('version')
+    clock.now += 31
+    assert client.get('version')['version'] == lab_cluster.pve.version
+    memory.remember('production', 'injected')
+    clock.now += 1
+    with pytest.raises(ClusterConnectionError):
+        client.get('version')
+    memory.forget('production')
+    assert client.get('version')
+
+
+def test_failure_memory_is_per_cluster_and_hold_zero_turns_it_off():
+    clock = Clock()
+    memory = FailureMemory(hold=5, clock=clock)
+    memory.remember('production', 'refused', 'Check it.')
+    memory.check('staging')
+    with pytest.raises(ClusterConnectionError) as caught:
+        memory.check('production')
+    assert str(caught.value) == "cluster 'production' did not answer 0s ago (refused); not retried for another 5s. " \
+        "Check it."
+    clock.now += 4.96
+    with pytest.raises(ClusterConnectionError) as caught:
+        memory.check('production')
+    assert 'did not answer 5s ago (refused); not retried for another 0s' in str(caught.value)
+    clock.now += 0.04
+    memory.check('production')
+    off = FailureMemory(hold=0, clock=clock)
+    off.remember('production', 'refused')
+    off.check('production')
+
+
+# ------------------------------------------------------------------------------ secrets and non-TLS ports
+
+@pytest.mark.parametrize('secret', ['%s\njunk-after-the-line', '%s\tjunk', '\x00%s', '%s\r', '%s\u00e9', '%s\x7f'],
+                         ids=['newline', 'tab', 'nul', 'carriage-return', 'non-ascii', 'delete'])
+def test_a_secret_that_cannot_be_a_header_is_refused_before_any_request(prod, secret):
+    config, lab_cluster = prod
+    bad = secret % lab_cluster.token_secret
+    client = PveClient(dataclasses.replace(config, token_secret=bad))
+    tried = attempts(client)
+    for method in ('GET', 'POST'):
+        with pytest.raises(ConfigError) as caught:
+            client.request(method, 'version')
+        message = str(caught.value)
+        assert message == ("the token secret of cluster 'production' contains characters that cannot be sent in an "
+                           "HTTP header (a line break, a tab or another control character, or a non-ASCII character); "
+                           "check PROXMOX_CLUSTER_production_TOKEN_SECRET")
+        assert caught.value.cluster == 'production'
+    assert tried == []
+
+
+@pytest.fixture
+def plain_http():
+    """A plain HTTP server (no TLS) on a loopback address of the test network; its https:// URL."""
+    host = '127.%s.9.1' % SHARED_LAB_HOST.split('.')[1]
+
+    class Quiet(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer((host, 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield 'https://%s:%d' % (host, server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_port_that_does_not_speak_tls(prod, plain_http):
+    config = dataclasses.replace(prod[0], api_urls=[plain_http])
+    clock = Clock()
+    client = PveClient(config, policy=policy(clock), failures=FailureMemory(clock=clock))
+    tried = attempts(client)
+    with pytest.raises(ClusterConnectionError) as caught:
+        client.get('version')
+    message = str(caught.value)
+    assert message == ("cluster 'production': %s answered, but not with TLS (wrong version number). Check that "
+                       "PROXMOX_CLUSTER_production_API_URL is the Proxmox VE API: https:// and its port, 8006 "
+                       "(another service, or a plain HTTP server, answers on this one)." % plain_http)
+    assert 'VERIFY' not in message and 'CA_BUNDLE' not in message
+    assert len(tried) == 1 and clock.slept == []
+    with pytest.raises(ClusterConnectionError) as again:
+        client.get('version')
+    assert 'did not answer 0s ago (%s answered, but not with TLS' % plain_http in str(again.value)
+    assert len(tried) == 1
+
+
+def test_a_tls_failure_is_remembered(prod):
+    config = dataclasses.replace(prod[0], ca_bundle=None, verify_ssl=True)
+    client = PveClient(config, failures=FailureMemory())
+    tried = attempts(client)
+    with pytest.raises(ClusterConnectionError):
+        client.get('version')
+    with pytest.raises(ClusterConnectionError) as again:
+        client.get('nodes')
+    message = str(again.value)
+    assert 'TLS certificate verification failed for %s' % config.api_url in message
+    assert 'PROXMOX_CLUSTER_production_CA_BUNDLE' in message and 'did not answer 0s ago' in message
+    assert len(tried) == 1

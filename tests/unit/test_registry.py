@@ -6,7 +6,7 @@ import threading
 import pytest
 
 import pmxlab
-from ansible_collections.pmx.multicluster.plugins.module_utils.client import PveClient
+from ansible_collections.pmx.multicluster.plugins.module_utils.client import FailureMemory, PveClient
 from ansible_collections.pmx.multicluster.plugins.module_utils.config import ClusterConfig, load_config
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
     AmbiguousClusterSelectionError, ApiError, ClusterConnectionError, ClusterNotFoundError)
@@ -296,6 +296,96 @@ def test_map_reuses_cached_clients():
     second = registry.map(lambda name, client: client)
     assert all(first[n].value is second[n].value for n in NAMES)
     assert len(factory.built) == 3
+
+
+# ------------------------------------------------------------------------------------ map() with a deadline
+
+class BlockingClient(FakeClient):
+    """A client whose get() blocks for one cluster until the test sets ``release``; it counts the calls."""
+
+    def __init__(self, cluster, release, slow, calls):
+        super().__init__(cluster)
+        self.release, self.slow, self.calls = release, slow, calls
+
+    def get(self, path, **params):
+        self.calls.append(self.cluster.name)
+        if self.cluster.name in self.slow:
+            self.release.wait(BARRIER_TIMEOUT)
+        return '%s:%s' % (self.cluster.name, path)
+
+
+@pytest.fixture
+def blocking():
+    """(registry whose 'staging' hangs until released, the calls made, its clock, the release event)."""
+    release, calls, clock = threading.Event(), [], Clock()
+    factory = Factory(lambda cluster: BlockingClient(cluster, release, {'staging'}, calls))
+    registry = ClusterRegistry(make_config(), client_factory=factory, clock=clock,
+                               failures=FailureMemory(hold=30, clock=clock))
+    try:
+        yield registry, calls, clock, release
+    finally:
+        release.set()
+
+
+def test_map_deadline_answers_without_the_slow_cluster(blocking):
+    registry, calls, clock, release = blocking
+    results = registry.map(lambda name, client: client.get('version'), deadline=0.2)
+    assert not release.is_set()  # map returned while staging's call still hangs: the pool was not waited for
+    assert list(results) == NAMES
+    assert results['production'].value == 'production:version'
+    assert results['disaster-recovery'].value == 'disaster-recovery:version'
+    error = results['staging'].error
+    assert isinstance(error, ClusterConnectionError) and error.cluster == 'staging'
+    assert str(error) == "cluster 'staging' did not answer within 0.2s; it is left out of this answer"
+
+    # Remembered: the next call does not ask it (no second hanging call) and says why.
+    clock.now += 5
+    again = registry.map(lambda name, client: client.get('nodes'), deadline=0.2)
+    assert str(again['staging'].error) == ("cluster 'staging' did not answer 5s ago (no answer within the 0.2s "
+                                           "deadline); not retried for another 25s")
+    assert again['production'].ok and calls.count('staging') == 1
+    # Also without a deadline (a module, the inventory).
+    assert 'did not answer 5s ago' in str(registry.map(lambda name, client: client.get('nodes'))['staging'].error)
+    assert calls.count('staging') == 1
+    # Once the memory expires it is asked again.
+    release.set()
+    clock.now += 25
+    assert registry.map(lambda name, client: client.get('version'), deadline=5)['staging'].value == 'staging:version'
+    assert calls.count('staging') == 2
+
+
+def test_map_deadline_with_one_cluster(blocking):
+    registry, calls, clock, release = blocking
+    results = registry.map(lambda name, client: client.get('version'), ['staging'], deadline=0.1)
+    assert not release.is_set()
+    assert 'did not answer within 0.1s' in str(results['staging'].error)
+    assert registry.guests(['production'], deadline=0.1)['production'].ok
+
+
+def test_map_deadline_a_cluster_never_asked_is_not_remembered(blocking):
+    """More clusters than workers: one still queued at the deadline was never asked, so it is not 'failed'."""
+    registry, calls, clock, release = blocking
+    results = registry.map(lambda name, client: client.get('version'), ['staging', 'production'], max_workers=1,
+                            deadline=0.1)
+    assert 'did not answer within 0.1s' in str(results['staging'].error)
+    assert str(results['production'].error) == "cluster 'production' was not asked within 0.1s (too many clusters " \
+        "at once)"
+    assert calls == ['staging']
+    release.set()
+    assert registry.map(lambda name, client: client.get('version'), ['production'])['production'].ok
+
+
+def test_map_without_deadline_waits_for_every_cluster(blocking):
+    registry, calls, clock, release = blocking
+    threading.Timer(0.2, release.set).start()
+    results = registry.map(lambda name, client: client.get('version'))
+    assert all(r.ok for r in results.values()) and results['staging'].value == 'staging:version'
+
+
+def test_the_default_clients_share_the_registry_memory():
+    registry = ClusterRegistry(make_config())
+    assert registry.client('staging').failures is registry.failures
+    assert registry.client('production').failures is registry.failures
 
 
 # ------------------------------------------------------------------------------- against the shared lab
