@@ -328,9 +328,12 @@ def _steps(module, steps):
     return tasks
 
 
-def play(lab, tmp_path, module, steps, env=None, args=('-vvv',)):
-    """One ansible-playbook -vvv running ``module`` once per step (name, params[, task keywords])."""
-    result = run_play(tmp_path, _steps(module, steps), env_file=env or lab.env_file, args=list(args))
+def play(lab, tmp_path, module, steps, env=None, args=('-vvv',), extra_env=None):
+    """One ansible-playbook -vvv running ``module`` once per step (name, params[, task keywords]).
+
+    ``extra_env``: variables added to the play's environment (PROXMOX_* of the caller are never passed on).
+    """
+    result = run_play(tmp_path, _steps(module, steps), env_file=env or lab.env_file, env=extra_env, args=list(args))
     capture(lab, 'play', result.output, json.dumps(result.results))
     return result
 
@@ -376,24 +379,30 @@ class Inventory:
         return ' '.join(self.stderr.split())
 
 
-def inventory(lab, tmp_path, options=None, env=None, fail_unparsed=False):
-    """ansible-inventory --list on a pmx source, with the .env ``env`` (default: the lab's)."""
+def inventory(lab, tmp_path, options=None, env=None, fail_unparsed=False, extra_env=None, args=()):
+    """ansible-inventory --list on a pmx source, with the .env ``env`` (default: the lab's), ``extra_env``
+    added to its environment and ``args`` to its command line."""
     source = tmp_path / 'faults.pmx.yml'
     source.write_text(yaml.safe_dump(dict({'plugin': 'pmx.multicluster.pmx'}, **(options or {}))))
-    extra = {'ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED': '1'} if fail_unparsed else {}
-    proc = subprocess.run([str(BIN / 'ansible-inventory'), '-i', str(source), '--list'],
+    extra = dict(extra_env or {})
+    if fail_unparsed:
+        extra['ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED'] = '1'
+    proc = subprocess.run([str(BIN / 'ansible-inventory'), '-i', str(source), '--list'] + list(args),
                           env=ansible_env(env or lab.env_file, extra), capture_output=True, text=True, timeout=120,
                           stdin=subprocess.DEVNULL, check=False, cwd=str(tmp_path))
     capture(lab, 'inventory', proc.stdout, proc.stderr)
     return Inventory(proc)
 
 
-def mcp(lab, calls, env=None, write=False, stderr_out=None, seconds_out=None):
+def mcp(lab, calls, env=None, write=False, stderr_out=None, seconds_out=None, extra_env=None):
     """Start the installed MCP server, make ``calls`` [(tool, arguments)...]; returns their results in order.
 
-    ``seconds_out``, a list, gets how long each call took.
+    ``seconds_out``, a list, gets how long each call took; ``extra_env``: variables added to the server's
+    environment.
     """
-    extra = {'PMX_MCP_ALLOW_WRITE': '1'} if write else {}
+    extra = dict(extra_env or {})
+    if write:
+        extra['PMX_MCP_ALLOW_WRITE'] = '1'
 
     async def body(client):
         results = []

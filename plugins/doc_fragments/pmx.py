@@ -14,13 +14,16 @@ options:
   env_file:
     description:
       - Path of a C(.env) file with the cluster configuration (python-dotenv syntax).
-      - Its values override the process environment; values given in O(clusters) override both.
+      - Setting by setting, the process environment overrides its values and values given in O(clusters)
+        override both (the order of python-dotenv and docker compose). When the environment gives a setting
+        another value than the file, a warning names the variable(s), never the values.
       - If not set, the environment variable E(PROXMOX_ENV_FILE) is used; with neither, only the
         process environment and O(clusters) are read.
       - The variables are C(PROXMOX_CLUSTERS), C(PROXMOX_CLUSTER_<name>_API_URL), C(_TOKEN_ID),
         C(_TOKEN_SECRET), C(_VERIFY_SSL), C(_CA_BUNDLE), C(_TIMEOUT), C(_REGION), C(_TIER), C(_PATTERNS),
         C(PROXMOX_DEFAULT_CLUSTER) and more; see C(.env.example.multi) in the collection.
-      - A file that other users can read gives a warning, since it holds token secrets.
+      - A file that other users can read gives a warning, since it holds token secrets. A key set twice in it
+        with different values is an error naming the lines.
     type: path
   clusters:
     description:
@@ -35,20 +38,25 @@ options:
         type: str
         required: true
       api_url:
-        description: API URL(s) such as V(https://pve1.example.com:8006); several for failover.
+        description: API URL(s) such as V(https://pve1.example.com:8006); several for failover. No credentials in a URL.
         type: list
         elements: str
       token_id:
         description: API token id, C(user@realm!tokenname).
         type: str
       token_secret:
-        description: API token secret. Never returned or logged.
+        description:
+          - API token secret. Never returned or logged.
+          - Surrounding whitespace, such as the newline C(ansible-vault encrypt_string) keeps from piped input,
+            is removed with a warning.
         type: str
       verify_ssl:
         description: Verify the TLS certificate (the default). Set V(false) for this cluster only if you must.
         type: bool
       ca_bundle:
-        description: CA certificate(s) to verify the cluster's certificate with.
+        description:
+          - CA certificate(s) to verify the cluster's certificate with, a PEM file (on a Proxmox VE node,
+            C(/etc/pve/pve-root-ca.pem)).
         type: path
       timeout:
         description: Seconds to wait for an API answer (default V(10)).

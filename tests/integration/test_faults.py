@@ -401,7 +401,7 @@ BAD_CONFIGS = [
      'has line(s) that are not KEY=VALUE: line 25'),
     ('duplicate_cluster', {'replace': {'PROXMOX_CLUSTERS': 'production,staging,disaster-recovery,staging'}},
      "PROXMOX_CLUSTERS names the cluster 'staging' twice"),
-    ('unknown_default', {'extra': ['PROXMOX_DEFAULT_CLUSTER=prodution']},
+    ('unknown_default', {'replace': {'PROXMOX_DEFAULT_CLUSTER': 'prodution'}},
      "the default cluster 'prodution' (PROXMOX_DEFAULT_CLUSTER) is not configured"),
     ('catch_all_pattern', {'replace': {'PROXMOX_CLUSTER_staging_PATTERNS': 'stg-*,*'}},
      "PROXMOX_CLUSTER_staging_PATTERNS: pattern '*' is not allowed"),

@@ -13,6 +13,8 @@ SECRET_PROD = 'a1b2c3d4-0000-4000-8000-prodprodprod'
 SECRET_STG = 'a1b2c3d4-0000-4000-8000-stgstgstgstg'
 SECRET_DR = 'a1b2c3d4-0000-4000-8000-drdrdrdrdrdr'
 OTHER_SECRET = 'ffffffff-1111-4111-8111-otherotherot'
+# What a CA bundle must hold at least (the TLS handshake checks the rest).
+PEM = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n'
 
 # The seed's example, as a user exports it (the hyphenated name in its shell-safe spelling).
 SEED = {
@@ -148,6 +150,14 @@ VALID = [
     ('legacy-verify-off', with_(LEGACY, PROXMOX_VERIFY_SSL='false', PROXMOX_TIMEOUT='5'), {
         'default.verify_ssl': False, 'default.verify': False, 'default.timeout': 5.0}),
     ('named-clusters-win-over-legacy', with_(one(), **LEGACY), {'names': ['production']}),
+    # legacy mode reads the seed's upstream variables too
+    ('legacy-verify-seed-alias', with_(LEGACY, PROXMOX_VERIFY='false'), {
+        'default.verify_ssl': False, 'default.verify': False}),
+    ('legacy-verify-both-agree-as-booleans', with_(LEGACY, PROXMOX_VERIFY='1', PROXMOX_VERIFY_SSL='true'), {
+        'default.verify_ssl': True}),
+    ('legacy-guest-defaults', with_(LEGACY, PROXMOX_DEFAULT_NODE='pve2', PROXMOX_DEFAULT_STORAGE='ceph',
+                                    PROXMOX_DEFAULT_BRIDGE='vmbr1'), {
+        'default.default_node': 'pve2', 'default.default_storage': 'ceph', 'default.default_bridge': 'vmbr1'}),
     # VERIFY_SSL and the seed's VERIFY
     ('verify-default-true', one(), {'production.verify_ssl': True, 'production.verify': True}),
     ('verify-ssl-false', one(VERIFY_SSL='false'), {'production.verify_ssl': False, 'production.verify': False}),
@@ -163,6 +173,12 @@ VALID = [
     ('verify-seed-alias-true', one(VERIFY='true'), {'production.verify_ssl': True}),
     ('verify-seed-alias-upper-spelling', with_(HYPHENATED, PROXMOX_CLUSTER_DISASTER_RECOVERY_VERIFY='0'), {
         'disaster-recovery.verify_ssl': False}),
+    ('verify-and-verify-ssl-agree-as-booleans', one(VERIFY_SSL='1', VERIFY='true'), {'production.verify_ssl': True}),
+    ('verify-and-verify-ssl-agree-off', one(VERIFY_SSL='off', VERIFY=' No'), {'production.verify_ssl': False}),
+    ('verify-four-spellings-agree', with_(HYPHENATED, **{
+        'PROXMOX_CLUSTER_disaster-recovery_VERIFY_SSL': 'yes', 'PROXMOX_CLUSTER_DISASTER_RECOVERY_VERIFY_SSL': 'TRUE',
+        'PROXMOX_CLUSTER_disaster-recovery_VERIFY': 'on', 'PROXMOX_CLUSTER_DISASTER_RECOVERY_VERIFY': '1'}), {
+        'disaster-recovery.verify_ssl': True}),
     # metadata and guest defaults
     ('region-tier', one(REGION='eu-west', TIER='gold'), {'production.region': 'eu-west', 'production.tier': 'gold'}),
     ('patterns-trimmed', one(PATTERNS=' prod-*, *-prod ,,web-??'), {
@@ -215,7 +231,7 @@ def test_seed_clusters_are_in_the_given_order_and_typed():
 
 def test_ca_bundle(tmp_path):
     ca = tmp_path / 'ca.pem'
-    ca.write_text('-----BEGIN CERTIFICATE-----\n')
+    ca.write_text(PEM)
     config = load_config(environ=one(CA_BUNDLE=str(ca)))
     cluster = config.clusters['production']
     assert cluster.ca_bundle == str(ca)
@@ -225,14 +241,14 @@ def test_ca_bundle(tmp_path):
 
 def test_ca_bundle_expands_home(tmp_path, monkeypatch):
     monkeypatch.setenv('HOME', str(tmp_path))
-    (tmp_path / 'ca.pem').write_text('x')
+    (tmp_path / 'ca.pem').write_text(PEM)
     config = load_config(environ=one(CA_BUNDLE='~/ca.pem'))
     assert config.clusters['production'].ca_bundle == str(tmp_path / 'ca.pem')
 
 
 def test_ca_bundle_is_ignored_when_verification_is_off(tmp_path):
     ca = tmp_path / 'ca.pem'
-    ca.write_text('x')
+    ca.write_text(PEM)
     cluster = load_config(environ=one(CA_BUNDLE=str(ca), VERIFY_SSL='false')).clusters['production']
     assert cluster.verify is False
     assert cluster.ca_bundle is None
@@ -307,6 +323,60 @@ INVALID = [
     ('legacy-without-token-id', with_(LEGACY, PROXMOX_TOKEN_ID=None), ['PROXMOX_TOKEN_ID'],
      ['PROXMOX_CLUSTER_default_TOKEN_ID']),
     ('legacy-bad-token-id', with_(LEGACY, PROXMOX_TOKEN_ID='root@pam'), ['PROXMOX_TOKEN_ID'], [SECRET_PROD]),
+    # VERIFY_SSL and the seed's VERIFY are one setting: different values (as booleans) are an error naming both
+    ('verify-and-verify-ssl-differ', one(VERIFY_SSL='true', VERIFY='0'),
+     ['PROXMOX_CLUSTER_production_VERIFY_SSL and PROXMOX_CLUSTER_production_VERIFY are both set, with different '
+      'values; keep one of them (in the environment)'], []),
+    ('verify-and-verify-ssl-differ-across-spellings',
+     with_(HYPHENATED, **{'PROXMOX_CLUSTER_disaster-recovery_VERIFY_SSL': 'yes',
+                          'PROXMOX_CLUSTER_DISASTER_RECOVERY_VERIFY': 'off'}),
+     ['PROXMOX_CLUSTER_disaster-recovery_VERIFY_SSL and PROXMOX_CLUSTER_DISASTER_RECOVERY_VERIFY are both set'], []),
+    ('verify-and-verify-ssl-one-not-a-bool', one(VERIFY_SSL='true', VERIFY='maybe'),
+     ['PROXMOX_CLUSTER_production_VERIFY must be true or false', 'maybe'], []),
+    ('legacy-verify-and-verify-ssl-differ', with_(LEGACY, PROXMOX_VERIFY='false', PROXMOX_VERIFY_SSL='true'),
+     ['PROXMOX_VERIFY_SSL and PROXMOX_VERIFY are both set, with different values'], []),
+    # A hyphenated name: the hint names the upper-case spelling too, since a shell such as dash drops the other
+    ('hyphenated-without-api-url', with_(HYPHENATED, **{'PROXMOX_CLUSTER_disaster-recovery_API_URL': None}),
+     ["cluster 'disaster-recovery' has no API URL: set PROXMOX_CLUSTER_disaster-recovery_API_URL=https://host:8006 "
+      "(or PROXMOX_CLUSTER_DISASTER_RECOVERY_API_URL: shells such as dash drop variables whose names contain '-')"],
+     []),
+    ('hyphenated-without-token-id', with_(HYPHENATED, **{'PROXMOX_CLUSTER_disaster-recovery_TOKEN_ID': None}),
+     ['PROXMOX_CLUSTER_disaster-recovery_TOKEN_ID=user@realm!tokenname',
+      'PROXMOX_CLUSTER_DISASTER_RECOVERY_TOKEN_ID', 'dash'], []),
+    ('hyphenated-without-token-secret', with_(HYPHENATED, **{'PROXMOX_CLUSTER_disaster-recovery_TOKEN_SECRET': None}),
+     ['PROXMOX_CLUSTER_disaster-recovery_TOKEN_SECRET', 'PROXMOX_CLUSTER_DISASTER_RECOVERY_TOKEN_SECRET', 'dash'], []),
+    ('hyphenated-listed-without-any-variable', with_(SEED, PROXMOX_CLUSTERS='production,backup-site'),
+     ['PROXMOX_CLUSTER_backup-site_API_URL', 'PROXMOX_CLUSTER_BACKUP_SITE_API_URL', 'dash'], []),
+    ('dotted-without-api-url', {'PROXMOX_CLUSTERS': 'pve.lab'},
+     ['PROXMOX_CLUSTER_pve.lab_API_URL', 'PROXMOX_CLUSTER_PVE_LAB_API_URL', "contain '.'"], []),
+    ('plain-name-without-api-url-no-spelling-hint', one(API_URL=None), ['PROXMOX_CLUSTER_production_API_URL'],
+     ['dash', 'PRODUCTION']),
+    # An API URL with credentials: refused, naming the variable, showing only scheme://host:port
+    ('api-url-with-credentials', one(API_URL='https://admin:Pa55-w0rd@pve.example.com:8006'),
+     ["PROXMOX_CLUSTER_production_API_URL: the API URL https://pve.example.com:8006 has a user name or password in "
+      "it", 'PROXMOX_CLUSTER_production_TOKEN_ID / PROXMOX_CLUSTER_production_TOKEN_SECRET'], ['admin', 'Pa55']),
+    ('api-url-with-credentials-no-scheme', one(API_URL='admin:Pa55-w0rd@pve.example.com'),
+     ['the API URL https://pve.example.com has a user name or password'], ['admin', 'Pa55']),
+    ('api-url-with-credentials-http', one(API_URL='http://admin:Pa55-w0rd@pve.example.com:8006'),
+     ['http://pve.example.com:8006 has a user name or password'], ['admin', 'Pa55']),
+    ('api-url-with-credentials-second-of-two', one(API_URL='https://a.example.com,https://admin:Pa55@b.example.com'),
+     ['https://b.example.com has a user name or password'], ['admin', 'Pa55']),
+    ('api-url-with-credentials-password-with-separators',
+     one(API_URL='https://admin:Pa5/5,w0rd?x#y@pve.example.com:8006'),
+     ['https://pve.example.com:8006 has a user name or password'], ['admin', 'Pa5', 'w0rd']),
+    ('api-url-with-credentials-and-bad-port', one(API_URL='https://admin:Pa55@pve.example.com:80o6'),
+     ['https://pve.example.com has a user name or password'], ['admin', 'Pa55', '80o6']),
+    ('api-url-with-user-only', one(API_URL='https://root@pam@pve.example.com:8006'),
+     ['https://pve.example.com:8006 has a user name or password'], ['root@pam']),
+    ('api-url-with-query', one(API_URL='https://pve.example.com:8006/?ticket=Pa55-w0rd'),
+     ['PROXMOX_CLUSTER_production_API_URL: https://pve.example.com:8006... has a query or fragment'], ['Pa55']),
+    ('api-url-with-fragment', one(API_URL='https://pve.example.com:8006#Pa55'), ['has a query or fragment'],
+     ['Pa55']),
+    ('api-url-unparseable', one(API_URL='https://[fd00::1'), ['PROXMOX_CLUSTER_production_API_URL', 'not a valid URL'],
+     []),
+    # A line break inside a secret cannot be meant and would make the HTTP library print the header
+    ('token-secret-with-inner-newline', one(TOKEN_SECRET='a1b2c3d4\n0000'),
+     ['PROXMOX_CLUSTER_production_TOKEN_SECRET contains a line break'], ['a1b2c3d4', '0000']),
 ]
 
 
@@ -332,20 +402,33 @@ def write_env(path, variables, mode=0o600):
 
 
 # (id, process environment, .env file or None, explicit clusters or None, {path: expected})
+# Setting by setting, later wins: the .env file < the environment < explicit clusters.
 PRECEDENCE = [
     ('env-only', one(REGION='env'), None, None, {'production.region': 'env'}),
     ('env-file-only', {}, one(REGION='file'), None, {'production.region': 'file'}),
-    ('env-file-over-env', one(REGION='env', TIER='env-tier'), {'PROXMOX_CLUSTER_production_REGION': 'file'}, None,
-     {'production.region': 'file', 'production.tier': 'env-tier'}),
-    ('env-file-over-env-secret', one(), {'PROXMOX_CLUSTER_production_TOKEN_SECRET': OTHER_SECRET}, None,
-     {'production.token_secret': OTHER_SECRET}),
-    ('env-file-replaces-cluster-list', one(), dict(one('staging'), PROXMOX_CLUSTERS='staging'), None,
-     {'names': ['staging']}),
-    ('env-file-global-settings', with_(SEED, PROXMOX_DEFAULT_CLUSTER='staging', PROXMOX_CLIENT_CACHE_TTL='10'),
+    ('env-over-env-file', one(REGION='env', TIER='env-tier'),
+     {'PROXMOX_CLUSTER_production_REGION': 'file', 'PROXMOX_CLUSTER_production_PATTERNS': 'file-*'}, None,
+     {'production.region': 'env', 'production.tier': 'env-tier', 'production.patterns': ['file-*']}),
+    ('env-over-env-file-secret', one(), {'PROXMOX_CLUSTER_production_TOKEN_SECRET': OTHER_SECRET}, None,
+     {'production.token_secret': SECRET_PROD}),
+    ('env-cluster-list-over-env-file', one(), dict(one('staging'), PROXMOX_CLUSTERS='staging'), None,
+     {'names': ['production']}),
+    ('env-file-completes-the-env', {'PROXMOX_CLUSTERS': 'staging', 'PROXMOX_CLUSTER_staging_REGION': 'env'},
+     one('staging', REGION='file'), None, {'names': ['staging'], 'staging.region': 'env',
+                                           'staging.token_secret': SECRET_PROD}),
+    ('env-global-settings-over-env-file', with_(SEED, PROXMOX_DEFAULT_CLUSTER='staging', PROXMOX_CLIENT_CACHE_TTL='10'),
      {'PROXMOX_DEFAULT_CLUSTER': 'disaster-recovery', 'PROXMOX_CLIENT_CACHE_TTL': '20'}, None,
-     {'default_cluster': 'disaster-recovery', 'cache_ttl': 20}),
-    ('explicit-over-env-file', one(REGION='env'), {'PROXMOX_CLUSTER_production_REGION': 'file'},
+     {'default_cluster': 'staging', 'cache_ttl': 10}),
+    ('env-older-ttl-name-over-env-file', with_(SEED, PROXMOX_CLUSTER_CACHE_TTL='5'),
+     {'PROXMOX_CLIENT_CACHE_TTL': '20'}, None, {'cache_ttl': 5}),
+    ('env-prefix-map-over-env-file', with_(SEED, PROXMOX_CLUSTER_PATTERNS='web-:staging'),
+     {'PROXMOX_CLUSTER_PATTERNS': 'web-:production'}, None, {'prefix_patterns': [('web-', 'staging')]}),
+    ('empty-env-value-is-unset', one(REGION=''), {'PROXMOX_CLUSTER_production_REGION': 'file'}, None,
+     {'production.region': 'file'}),
+    ('explicit-over-env-and-env-file', one(REGION='env'), {'PROXMOX_CLUSTER_production_REGION': 'file'},
      {'production': {'region': 'explicit'}}, {'production.region': 'explicit'}),
+    ('explicit-over-env-file', {}, one(REGION='file'), {'production': {'region': 'explicit'}},
+     {'production.region': 'explicit', 'production.token_secret': SECRET_PROD}),
     ('explicit-over-env', one(), None,
      {'production': {'token_secret': OTHER_SECRET, 'verify_ssl': False, 'patterns': ['web-*'], 'timeout': 3}},
      {'production.token_secret': OTHER_SECRET, 'production.verify_ssl': False, 'production.patterns': ['web-*'],
@@ -365,12 +448,17 @@ PRECEDENCE = [
      {'names': ['disaster-recovery'], 'disaster-recovery.api_url': 'https://dr:8006'}),
     ('explicit-over-env-upper-spelling', HYPHENATED_UPPER, None, {'disaster-recovery': {'region': 'x'}},
      {'disaster-recovery.region': 'x', 'disaster-recovery.token_secret': SECRET_DR}),
-    # The .env file is a later source than the environment, whatever spelling each uses.
-    ('env-file-over-env-other-spelling',
+    # The environment wins whatever spelling each source uses (a shell can export only the upper-case one).
+    ('env-over-env-file-other-spelling',
      with_(HYPHENATED, PROXMOX_CLUSTER_DISASTER_RECOVERY_TOKEN_SECRET=OTHER_SECRET,
            **{'PROXMOX_CLUSTER_disaster-recovery_TOKEN_SECRET': None}),
      {'PROXMOX_CLUSTER_disaster-recovery_TOKEN_SECRET': SECRET_DR}, None,
-     {'disaster-recovery.token_secret': SECRET_DR}),
+     {'disaster-recovery.token_secret': OTHER_SECRET}),
+    ('env-verify-over-env-file-verify-ssl', one(VERIFY='0'), {'PROXMOX_CLUSTER_production_VERIFY_SSL': 'true'}, None,
+     {'production.verify_ssl': False}),
+    ('legacy-env-over-env-file', LEGACY, with_(LEGACY, PROXMOX_API_URL='https://file.example.com',
+                                                PROXMOX_DEFAULT_NODE='pve2'), None,
+     {'default.api_url': 'https://pve.example.com:8006', 'default.default_node': 'pve2'}),
 ]
 
 
@@ -540,3 +628,368 @@ def test_warning_when_verification_is_off(environ, clusters):
         assert 'CA_BUNDLE' in warning
         for secret in config.secrets:
             assert secret not in warning
+
+
+# ------------------------------------------------------------------- the environment shadowing the .env file
+
+def write_env_text(path, text, mode=0o600):
+    path.write_text(text)
+    os.chmod(str(path), mode)
+    return str(path)
+
+
+def shadow_warnings(config):
+    return [w for w in config.warnings if 'the environment' in w]
+
+
+# (id, process environment, .env file, names each warning must hold (one list per warning), values never shown)
+SHADOWING = [
+    ('same-value-no-warning', one(REGION='eu'), one(REGION='eu'), [], []),
+    ('env-only-no-warning', one(REGION='eu'), {'PROXMOX_CLUSTERS': 'production'}, [], []),
+    ('different-value', one(REGION='env-region'), one(REGION='file-region'),
+     [['PROXMOX_CLUSTER_production_REGION is set in the environment and in the env file',
+       "with different values; the environment's value is used"]], ['env-region', 'file-region']),
+    ('different-secret', one(), one(TOKEN_SECRET=OTHER_SECRET),
+     [['PROXMOX_CLUSTER_production_TOKEN_SECRET is set in the environment']], [SECRET_PROD, OTHER_SECRET]),
+    ('two-settings', one(REGION='a', TIER='b'), one(REGION='c', TIER='d'),
+     [['PROXMOX_CLUSTER_production_REGION'], ['PROXMOX_CLUSTER_production_TIER']], []),
+    ('cluster-list', one(clusters='production'), dict(one(), PROXMOX_CLUSTERS='production,staging'),
+     [['PROXMOX_CLUSTERS is set in the environment']], []),
+    ('other-spelling-different-value',
+     with_(HYPHENATED_UPPER, PROXMOX_CLUSTER_DISASTER_RECOVERY_API_URL='https://env-dr.example.com:8006'), HYPHENATED,
+     [['PROXMOX_CLUSTER_DISASTER_RECOVERY_API_URL (in the environment) and '
+       'PROXMOX_CLUSTER_disaster-recovery_API_URL (in the env file']], ['env-dr', 'dr.example.com']),
+    ('other-spelling-same-value', HYPHENATED_UPPER, HYPHENATED, [], []),
+    ('verify-same-as-booleans', one(VERIFY='1'), one(VERIFY_SSL='true'), [], []),
+    ('verify-different', one(VERIFY='0'), one(VERIFY_SSL='true'),
+     [['PROXMOX_CLUSTER_production_VERIFY (in the environment) and PROXMOX_CLUSTER_production_VERIFY_SSL']], []),
+    ('unread-variable-no-warning', dict(one(), PROXMOX_CLUSTER_retired_REGION='a'),
+     dict(one(), PROXMOX_CLUSTER_retired_REGION='b'), [], []),
+    ('default-cluster', with_(SEED, PROXMOX_DEFAULT_CLUSTER='staging'),
+     with_(SEED, PROXMOX_DEFAULT_CLUSTER='production'), [['PROXMOX_DEFAULT_CLUSTER']], []),
+]
+
+
+@pytest.mark.parametrize('environ,file_vars,expected,hidden', [r[1:] for r in SHADOWING],
+                         ids=[r[0] for r in SHADOWING])
+def test_environment_shadowing_the_env_file_warns_by_name(tmp_path, environ, file_vars, expected, hidden):
+    path = write_env(tmp_path / '.env', file_vars)
+    warnings = shadow_warnings(load_config(environ=environ, env_file=path))
+    assert len(warnings) == len(expected), warnings
+    for warning, needles in zip(warnings, expected):
+        for needle in needles + [path]:
+            assert needle in warning
+        for value in hidden + [SECRET_PROD, SECRET_STG, SECRET_DR, OTHER_SECRET]:
+            assert value not in warning
+
+
+def test_shadowing_warning_in_full(tmp_path):
+    path = write_env(tmp_path / '.env', one(REGION='file-region'))
+    config = load_config(environ={'PROXMOX_CLUSTER_production_REGION': 'env-region'}, env_file=path)
+    assert config.clusters['production'].region == 'env-region'
+    assert config.warnings == [
+        "PROXMOX_CLUSTER_production_REGION is set in the environment and in the env file %s, with different values; "
+        "the environment's value is used (unset the variable or make the two agree)" % path]
+
+
+# ------------------------------------------------------------------------- a key set twice in one .env file
+
+# (id, .env text, needles of the error or None when the file is fine)
+TWICE = [
+    ('same-value', 'PROXMOX_CLUSTER_production_REGION=eu\nPROXMOX_CLUSTER_production_REGION=eu\n', None),
+    ('same-value-quoted-once', 'PROXMOX_CLUSTER_production_REGION=eu\nPROXMOX_CLUSTER_production_REGION="eu"\n',
+     None),
+    ('different-values', 'PROXMOX_CLUSTER_production_REGION=eu\n# moved\n\nPROXMOX_CLUSTER_production_REGION=us\n',
+     ['sets PROXMOX_CLUSTER_production_REGION (lines 1, 4) more than once, with different values; keep one line']),
+    ('three-times', 'PROXMOX_CLUSTER_production_TIER=a\nPROXMOX_CLUSTER_production_TIER=a\n'
+                    'PROXMOX_CLUSTER_production_TIER=b\n', ['PROXMOX_CLUSTER_production_TIER (lines 1, 2, 3)']),
+    ('secret-twice', 'PROXMOX_CLUSTER_production_TOKEN_SECRET=%s\nexport PROXMOX_CLUSTER_production_TOKEN_SECRET=%s\n'
+                     % (SECRET_PROD, OTHER_SECRET), ['PROXMOX_CLUSTER_production_TOKEN_SECRET (lines 1, 2, 6)']),
+    ('two-keys', 'PROXMOX_CLUSTER_production_REGION=a\nPROXMOX_CLUSTER_production_TIER=x\n'
+                 'PROXMOX_CLUSTER_production_REGION=b\nPROXMOX_CLUSTER_production_TIER=y\n',
+     ['PROXMOX_CLUSTER_production_REGION (lines 1, 3); PROXMOX_CLUSTER_production_TIER (lines 2, 4)']),
+    ('other-spellings-are-not-the-same-key',
+     'PROXMOX_CLUSTER_production_REGION=a\nPROXMOX_CLUSTER_PRODUCTION_REGION=b\n',
+     ['PROXMOX_CLUSTER_production_REGION and PROXMOX_CLUSTER_PRODUCTION_REGION are both set']),
+    ('not-ours', 'EDITOR=vi\nEDITOR=nano\n', None),
+]
+
+
+@pytest.mark.parametrize('text,needles', [r[1:] for r in TWICE], ids=[r[0] for r in TWICE])
+def test_key_set_twice_in_the_env_file(tmp_path, text, needles):
+    base = ''.join('%s=%s\n' % item for item in one().items())
+    path = write_env_text(tmp_path / '.env', text + base)
+    if needles is None:
+        assert load_config(environ={}, env_file=path).names == ['production']
+        return
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ={}, env_file=path)
+    message = str(caught.value)
+    for needle in needles + [path]:
+        assert needle in message
+    for value in ('=eu', '=us', '=a\n', SECRET_PROD, OTHER_SECRET):
+        assert value not in message
+
+
+# --------------------------------------------------------------------------------- ${VAR} in the .env file
+
+# (id, process environment, .env lines, expected region of production)
+REFERENCES = [
+    ('from-the-file', {}, ['SITE=eu', 'PROXMOX_CLUSTER_production_REGION=${SITE}-west'], 'eu-west'),
+    ('from-the-environment', {'SITE': 'us'}, ['PROXMOX_CLUSTER_production_REGION=${SITE}-east'], 'us-east'),
+    ('environment-wins', {'SITE': 'us'}, ['SITE=eu', 'PROXMOX_CLUSTER_production_REGION=${SITE}'], 'us'),
+    ('default', {}, ['PROXMOX_CLUSTER_production_REGION=${NOPE:-fallback}'], 'fallback'),
+    ('unset-is-empty', {}, ['PROXMOX_CLUSTER_production_REGION=x${NOPE}y'], 'xy'),
+    ('only-lines-above', {}, ['PROXMOX_CLUSTER_production_REGION=x${LATER}', 'LATER=1'], 'x'),
+    ('chained', {}, ['A=a', 'B=${A}b', 'PROXMOX_CLUSTER_production_REGION="${B}c"'], 'abc'),
+    ('redefined-above', {}, ['A=1', 'A=2', 'PROXMOX_CLUSTER_production_REGION=${A}', 'A=3'], '2'),
+    ('proxmox-variable', {}, ['PROXMOX_CLUSTER_production_TIER=gold', 'PROXMOX_CLUSTER_production_REGION=${'
+                                                                         'PROXMOX_CLUSTER_production_TIER}'], 'gold'),
+    ('single-quoted-too', {}, ['A=1', "PROXMOX_CLUSTER_production_REGION='${A}'"], '1'),
+]
+
+
+@pytest.mark.parametrize('environ,lines,region', [r[1:] for r in REFERENCES], ids=[r[0] for r in REFERENCES])
+def test_references_in_the_env_file(tmp_path, environ, lines, region):
+    base = ''.join('%s=%s\n' % item for item in one().items())
+    path = write_env_text(tmp_path / '.env', base + '\n'.join(lines) + '\n')
+    assert load_config(environ=environ, env_file=path).clusters['production'].region == region
+
+
+def test_references_resolve_as_python_dotenv_load_dotenv(tmp_path, monkeypatch):
+    """The same values as python-dotenv's own reading without override (load_dotenv's), for PROXMOX_ keys."""
+    from dotenv.main import DotEnv
+    from ansible_collections.pmx.multicluster.plugins.module_utils.config import read_env_file
+    monkeypatch.setenv('PMX_TEST_SITE', 'from-env')
+    text = ('A=1\nB=${A}2\nPROXMOX_X=${B}3\nPROXMOX_Y="${PMX_TEST_SITE}/${A:-d}/${NONE:-d}"\nPMX_TEST_SITE=file\n'
+            "PROXMOX_Z='${PMX_TEST_SITE}'\nKEYONLY\nPROXMOX_W=${KEYONLY:-d}\nPROXMOX_V\nPROXMOX_U=${PROXMOX_X}\n")
+    path = write_env_text(tmp_path / '.env', text)
+    expected = dict((k, '' if v is None else v) for k, v in DotEnv(path, override=False).dict().items()
+                    if k.startswith('PROXMOX_'))
+    values, dummy = read_env_file(path)
+    assert dict(values) == expected
+    assert values['PROXMOX_Y'] == 'from-env/1/d'
+
+
+# ---------------------------------------------------------------------- the .env reader and python-dotenv
+
+# Lines whose reading a fast path could get wrong; each must give what python-dotenv's parser gives.
+DOTENV_LINES = [
+    'A=1', 'export B=2', 'export  B2 =3', 'export=4', 'export =5', 'exportC=6', 'D= #comment', 'E=#value',
+    'F=a # comment', 'G=a#b', 'H= a b  ', 'I=', 'J', '  K=1', '\tL=\t1\t', 'M = 2', 'N="double # quoted"',
+    "O='single # quoted'", 'P="a\\nb"', "Q='a\\'b'", 'R="x" # c', 'S="x"y', 'T="open', 'U=\'open', 'V=it\'s',
+    'W=é', 'X="é"', '# comment "with quotes\'', '   ', '', 'bad line', '=nokey', "'quoted key'=1", 'Y=${A}',
+    'Z="multi\nline"', "AA='multi\n\nlines'", 'AB="a\\\\"', 'AC=\\"', 'AD=a\fb', 'AE=1\r', 'AF="x"\t#c',
+    'AG=  "spaced"  ', 'AH="unterminated\nAI=1', 'AJ=a\x0bb', 'AK=\u00a0x', 'AL="x\\"y"',
+]
+
+
+def dotenv_reading(text):
+    import io
+    from dotenv.parser import parse_stream
+    bindings = list(parse_stream(io.StringIO(text)))
+    return [(b.key, b.value) for b in bindings if b.key is not None and not b.error], sum(b.error for b in bindings)
+
+
+@pytest.mark.parametrize('newline', ['\n', '\r\n', '\r'], ids=['lf', 'crlf', 'cr'])
+def test_env_reader_reads_as_python_dotenv(newline):
+    from ansible_collections.pmx.multicluster.plugins.module_utils.config import scan_env_text
+    texts = [line + newline for line in DOTENV_LINES] + [newline.join(DOTENV_LINES),
+                                                         newline.join(reversed(DOTENV_LINES)) + newline]
+    for text in texts:
+        bindings, bad = scan_env_text(text)
+        assert ([(k, v) for k, v, dummy in bindings], len(bad)) == dotenv_reading(text), repr(text)
+
+
+def test_env_reader_line_numbers():
+    from ansible_collections.pmx.multicluster.plugins.module_utils.config import scan_env_text
+    text = 'A=1\n\n# c\nB="two\nlines"\nC=3\n\nbad line\r\nD=4\rE=5\n'
+    bindings, bad = scan_env_text(text)
+    assert [(k, line) for k, dummy, line in bindings] == [('A', 1), ('B', 4), ('C', 6), ('D', 9), ('E', 10)]
+    assert bad == [8]
+
+
+# --------------------------------------------------------------------------- a large .env file loads fast
+
+def test_large_env_file_loads_fast(tmp_path):
+    """10,000 lines the collection does not read (unquoted, quoted, comments, references) beside the real ones."""
+    import statistics
+    import time
+    lines = []
+    for n in range(10000):
+        kind = n % 10
+        if kind == 0:
+            lines.append('# section %d' % n)
+        elif kind == 1:
+            lines.append('QUOTED_%05d="a quoted value # not a comment"' % n)
+        elif kind == 2:
+            lines.append('export EXPORTED_%05d=value' % n)
+        elif kind == 3:
+            lines.append('REFERENCE_%05d=${OTHER_%05d}/path' % (n, n - 1))
+        else:
+            lines.append('OTHER_%05d=some-value-%d  # comment' % (n, n))
+    path = write_env_text(tmp_path / '.env', '\n'.join(lines + ['%s=%s' % item for item in SEED.items()]) + '\n')
+    times = []
+    for dummy in range(7):
+        start = time.perf_counter()
+        config = load_config(environ={}, env_file=path)
+        times.append(time.perf_counter() - start)
+    assert config.names == ['production', 'staging', 'disaster-recovery']
+    median = statistics.median(times) * 1000
+    print('\nload_config of a .env file with 10,000 unrelated lines: median %.1f ms (min %.1f ms) of 7 loads'
+          % (median, min(times) * 1000))
+    assert median < 100
+
+
+# ----------------------------------------------------------------- whitespace around a secret, id or URL
+
+def env_line(key, value):
+    return '%s="%s"\n' % (key, value.replace('\n', '\\n').replace('"', '\\"'))
+
+
+# (id, how: 'env-file' / 'environment' / 'clusters', setting, value given, the name the warning uses)
+WHITESPACE = [
+    ('env-file-secret-quoted-newline', 'env-file', 'token_secret', SECRET_PROD + '\n',
+     'PROXMOX_CLUSTER_production_TOKEN_SECRET'),
+    ('env-file-secret-spaces', 'env-file', 'token_secret', '  %s\t' % SECRET_PROD,
+     'PROXMOX_CLUSTER_production_TOKEN_SECRET'),
+    ('environment-secret-newline', 'environment', 'token_secret', SECRET_PROD + '\n',
+     'PROXMOX_CLUSTER_production_TOKEN_SECRET'),
+    ('environment-secret-crlf', 'environment', 'token_secret', SECRET_PROD + '\r\n',
+     'PROXMOX_CLUSTER_production_TOKEN_SECRET'),
+    # ansible-vault encrypt_string of piped input (echo secret | ansible-vault encrypt_string) keeps the newline
+    ('clusters-option-secret-from-vault', 'clusters', 'token_secret', SECRET_PROD + '\n',
+     'clusters.production.token_secret'),
+    ('env-file-token-id', 'env-file', 'token_id', 'root@pam!ansible \n', 'PROXMOX_CLUSTER_production_TOKEN_ID'),
+    ('clusters-option-token-id', 'clusters', 'token_id', '\troot@pam!ansible', 'clusters.production.token_id'),
+    ('env-file-api-url', 'env-file', 'api_url', 'https://pve.example.com:8006\n',
+     'PROXMOX_CLUSTER_production_API_URL'),
+    ('clusters-option-api-url-list', 'clusters', 'api_url', ['https://pve.example.com:8006\n'],
+     'clusters.production.api_url'),
+]
+EXPECTED = {'token_secret': SECRET_PROD, 'token_id': 'root@pam!ansible', 'api_url': 'https://pve.example.com:8006'}
+
+
+@pytest.mark.parametrize('how,setting,value,name', [r[1:] for r in WHITESPACE], ids=[r[0] for r in WHITESPACE])
+def test_surrounding_whitespace_is_stripped_with_a_warning(tmp_path, how, setting, value, name):
+    suffix = setting.upper()
+    key = 'PROXMOX_CLUSTER_production_' + suffix
+    environ, env_file, clusters = one(), None, None
+    if how == 'env-file':
+        environ = {}
+        env_file = write_env_text(tmp_path / '.env', ''.join(env_line(k, value if k == key else v)
+                                                             for k, v in one().items()))
+    elif how == 'environment':
+        environ = one(**{suffix: value})
+    else:
+        clusters = {'production': {setting: value}}
+    config = load_config(environ=environ, env_file=env_file, clusters=clusters)
+    cluster = config.clusters['production']
+    assert getattr(cluster, setting) == EXPECTED[setting]
+    assert config.secrets == [SECRET_PROD]
+    (warning,) = config.warnings
+    assert warning.startswith(name + ' starts or ends with whitespace')
+    assert 'it was removed' in warning
+    assert SECRET_PROD not in warning and 'root@pam' not in warning and 'pve.example.com' not in warning
+
+
+def test_a_stripped_secret_makes_a_valid_header():
+    """Unstripped, the HTTP library refuses the header and prints the secret; stripped, the header is valid."""
+    from requests.exceptions import InvalidHeader
+    from requests.utils import check_header_validity
+    cluster = load_config(environ=one(TOKEN_SECRET=SECRET_PROD + '\n')).clusters['production']
+    header = 'PVEAPIToken=%s=%s' % (cluster.token_id, cluster.token_secret)
+    check_header_validity(('Authorization', header))
+    with pytest.raises(InvalidHeader) as caught:
+        check_header_validity(('Authorization', header + '\n'))
+    assert SECRET_PROD in str(caught.value)  # why the secret must be stripped before any request
+
+
+def test_no_warning_without_whitespace():
+    assert load_config(environ=one()).warnings == []
+
+
+# ------------------------------------------------------------------------------------------ the CA bundle
+
+# (id, file content, what the message says)
+BAD_CA_BUNDLES = [
+    ('empty', b'', 'is empty'),
+    ('only-blank-lines', b'\n \n', 'is empty'),
+    ('der-certificate', b'\x30\x82\x03\x0b\x30\x82\x01\xf3\xa0\x03\x02\x01\x02', 'is not a PEM certificate file (it '
+                                                                                  'has no -----BEGIN CERTIFICATE-----'),
+    ('private-key', b'-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n', 'is not a PEM certificate'),
+    ('text', b'see https://wiki.example.com/ca\n', 'is not a PEM certificate'),
+]
+
+
+@pytest.mark.parametrize('content,problem', [r[1:] for r in BAD_CA_BUNDLES], ids=[r[0] for r in BAD_CA_BUNDLES])
+@pytest.mark.parametrize('how', ['variable', 'clusters'])
+def test_bad_ca_bundle_has_its_own_message(tmp_path, content, problem, how):
+    ca = tmp_path / 'ca.pem'
+    ca.write_bytes(content)
+    if how == 'variable':
+        environ, clusters, name = one(CA_BUNDLE=str(ca)), None, 'PROXMOX_CLUSTER_production_CA_BUNDLE'
+    else:
+        environ, clusters, name = one(), {'production': {'ca_bundle': str(ca)}}, 'clusters.production.ca_bundle'
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ=environ, clusters=clusters)
+    message = str(caught.value)
+    assert message.startswith('%s: the CA bundle %s %s' % (name, ca, problem))
+    assert "point %s at the PEM file of the CA that signed the cluster's certificate" % name in message
+    # The way out is the right CA, never turning verification off.
+    assert 'VERIFY' not in message and 'false' not in message and 'off' not in message
+
+
+@pytest.mark.parametrize('content', [PEM, 'subject=CN = lab\n' + PEM + PEM,
+                                     '-----BEGIN TRUSTED CERTIFICATE-----\nMIIB\n-----END TRUSTED CERTIFICATE-----\n'],
+                         ids=['one', 'bundle-with-text', 'trusted'])
+def test_pem_ca_bundles_are_accepted(tmp_path, content):
+    ca = tmp_path / 'ca.pem'
+    ca.write_text(content)
+    assert load_config(environ=one(CA_BUNDLE=str(ca))).clusters['production'].verify == str(ca)
+
+
+def test_unreadable_ca_bundle(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip('root reads every file')
+    ca = tmp_path / 'ca.pem'
+    ca.write_text(PEM)
+    ca.chmod(0)
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ=one(CA_BUNDLE=str(ca)))
+    assert 'cannot read the CA bundle %s' % ca in str(caught.value)
+
+
+def test_api_url_credentials_in_the_clusters_option():
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ={}, clusters={'lab': {'api_url': ['https://a:8006', 'https://admin:Pa55@b:8006'],
+                                                  'token_id': 'u@pve!t', 'token_secret': OTHER_SECRET}})
+    message = str(caught.value)
+    assert message.startswith('clusters.lab.api_url: the API URL https://b:8006 has a user name or password')
+    assert 'clusters.lab.token_id / clusters.lab.token_secret' in message
+    assert 'admin' not in message and 'Pa55' not in message
+
+
+def test_env_reader_reads_random_texts_as_python_dotenv():
+    """Random texts of tricky pieces: the same bindings and the same number of bad lines as python-dotenv."""
+    import random
+    from ansible_collections.pmx.multicluster.plugins.module_utils.config import scan_env_text
+    pieces = ['A', 'B_1', 'export', 'export ', ' ', '\t', '=', '#', '  #c', "'", '"', '"ab"', "'c d'", '\\', 'x',
+              '\n', '\n', '\r\n', '\r', '${A}', '\u00e9', '\f', ':', '.', '-']
+    rng = random.Random(12)
+    for dummy in range(3000):
+        text = ''.join(rng.choice(pieces) for dummy2 in range(rng.randint(1, 16)))
+        bindings, bad = scan_env_text(text)
+        assert ([(k, v) for k, v, dummy3 in bindings], len(bad)) == dotenv_reading(text), repr(text)
+
+
+def test_references_nested_too_deeply(tmp_path):
+    base = ''.join('%s=%s\n' % item for item in one().items())
+    chain = ''.join('V%d=${V%d}x\n' % (n, n - 1) for n in range(1, 3000))
+    path = write_env_text(tmp_path / '.env', base + 'V0=a\n' + chain + 'PROXMOX_CLUSTER_production_REGION=${V2999}\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ={}, env_file=path)
+    assert 'references nested too deeply' in str(caught.value)
+    short = base + 'V0=a\n' + chain[:chain.index('V100=')] + 'PROXMOX_CLUSTER_production_REGION=${V99}\n'
+    path = write_env_text(tmp_path / 'short.env', short)
+    assert load_config(environ={}, env_file=path).clusters['production'].region == 'a' + 'x' * 99
