@@ -229,7 +229,7 @@ routes:
     unreadable:
       description:
         - Clusters the lookup (O(route_lookup)) could not read, each with C(cluster) and C(error). When this is
-          not empty and C(reason) is V(located) or V(default), the answer may be wrong: the guest
+          not empty and C(reason) is V(located) or V(default), the answer may be wrong, since the guest
           may exist in one of these clusters. The guest modules refuse such a route for a write, and say to
           give C(cluster) explicitly.
       type: list

@@ -358,7 +358,7 @@ forced:
   type: bool
 adopted:
   description:
-    - Set when another run created this container at the same moment: this run removed its own new container
+    - Set when another run created this container at the same moment. This run removed its own new container
       (C(removed_vmid)) and manages the other one (C(vmid)), so that one container is left.
   returned: when it happened
   type: dict

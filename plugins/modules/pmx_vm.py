@@ -366,7 +366,7 @@ forced:
   type: bool
 adopted:
   description:
-    - Set when another run created this VM at the same moment: this run removed its own new VM
+    - Set when another run created this VM at the same moment. This run removed its own new VM
       (C(removed_vmid)) and manages the other one (C(vmid)), so that one VM is left.
   returned: when it happened
   type: dict
