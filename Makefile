@@ -19,6 +19,9 @@ GET_PIP_CACHE = $(HOME)/.ansible/test/cache/get_pip_$(shell $(VENV)/bin/python -
 
 .PHONY: venv collection demo test sanity lint molecule changelog-lint bench clean
 
+# Each gate of `make test` prints how long it took ("[gate sanity: 212s]"): CI has 90 minutes on 2 cores.
+GATE = @start=$$(date +%s); trap 'echo "[gate $@: $$(( $$(date +%s) - start ))s]"' EXIT;
+
 # Create the virtualenv with the test requirements (reinstalls only when a requirements file changes).
 venv: $(STAMP)
 
@@ -43,30 +46,30 @@ demo: venv collection
 # The whole test suite: ansible-test sanity, ansible-lint, the changelog fragments, molecule, then pytest
 # (unit + integration) against the installed collection. pytest stays last, so its summary line ends the output.
 test: venv collection sanity lint changelog-lint molecule
-	$(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
+	$(GATE) $(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
 
 # ansible-lint (profile production, offline; .ansible-lint) on the roles, playbooks and molecule scenarios.
 lint: venv collection
-	$(VENV)/bin/ansible-lint
+	$(GATE) $(VENV)/bin/ansible-lint
 
 # Check the changelog fragments in changelogs/fragments/ and changelogs/changelog.yaml.
 changelog-lint: venv
-	$(VENV)/bin/antsibull-changelog lint
-	$(VENV)/bin/antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
+	$(GATE) $(VENV)/bin/antsibull-changelog lint && \
+	  $(VENV)/bin/antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
 
 # Every molecule scenario (extensions/molecule/<role>/: default driver on localhost, no Docker) against a
 # lab started for the run; `pmxlab.py run` sets PROXMOX_ENV_FILE. molecule finds ansible-* on PATH (exported above).
 MOLECULE_LAB_HOST ?= 127.0.7.32
 MOLECULE_ARGS ?= --all
 molecule: venv collection
-	$(VENV)/bin/python lab/pmxlab.py run --dir .cache/molecule-lab --first-host $(MOLECULE_LAB_HOST) -- \
+	$(GATE) $(VENV)/bin/python lab/pmxlab.py run --dir .cache/molecule-lab --first-host $(MOLECULE_LAB_HOST) -- \
 	  $(VENV)/bin/molecule test $(MOLECULE_ARGS)
 
 # Run ansible-test sanity on the installed collection (offline: seeds ansible-test's get-pip cache with a stand-in).
 # ANSIBLE_TEST_CONTENT_ROOT stops ansible-test from using the repo's .git, where .collections is ignored.
 sanity: venv collection
 	@test -f "$(GET_PIP_CACHE)" || { mkdir -p "$(dir $(GET_PIP_CACHE))" && cp tests/tooling/get_pip.py "$(GET_PIP_CACHE)" && echo "Installed get-pip stand-in as $(GET_PIP_CACHE)"; }
-	cd $(INSTALLED) && ANSIBLE_TEST_CONTENT_ROOT=$(INSTALLED) ansible-test sanity --requirements --python $(VENV_PY_VERSION) $(SANITY_ARGS)
+	$(GATE) cd $(INSTALLED) && ANSIBLE_TEST_CONTENT_ROOT=$(INSTALLED) ansible-test sanity --requirements --python $(VENV_PY_VERSION) $(SANITY_ARGS)
 
 # Benchmark the inventory plugin against community.proxmox on a 3 x 500-guest lab with 20 ms latency (issue 6).
 # community.proxmox comes with the `ansible` package, installed into its own virtualenv to keep the test one small.
