@@ -33,7 +33,7 @@ import functools
 import logging
 import os
 import sys
-from typing import Annotated, Any, Callable, Dict, List, Literal, Optional
+from typing import Annotated, Any, Callable, Dict, List, Literal, Optional, Tuple
 
 
 def _collections_root(path: str = __file__) -> Optional[str]:
@@ -62,19 +62,24 @@ from mcp.types import ToolAnnotations  # noqa: E402
 from pydantic import Field  # noqa: E402
 
 from ansible_collections.pmx.multicluster.plugins.module_utils import snapshots  # noqa: E402
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests.lookup import source_type  # noqa: E402
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests.manager import GuestManager  # noqa: E402
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import (  # noqa: E402
+    GuestSpec, simple_vm_config)
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.checks import (  # noqa: E402
+    check_guest_name, check_vmid)
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import (  # noqa: E402
+    DEFAULT_TIMEOUT, QEMU, guest_path, kind_of)
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import as_bool, parse_tags  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.config import load_config  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (  # noqa: E402
     ClusterError, ConfigError)
-from ansible_collections.pmx.multicluster.plugins.module_utils.guests import (  # noqa: E402
-    LXC, QEMU, GuestManager, GuestSpec, check_guest_name, check_vmid)
 from ansible_collections.pmx.multicluster.plugins.module_utils.redact import Scrubber  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.registry import ClusterRegistry  # noqa: E402
-from ansible_collections.pmx.multicluster.plugins.module_utils.router import same_name, unreadable_error  # noqa: E402
+from ansible_collections.pmx.multicluster.plugins.module_utils.router import unreadable_error  # noqa: E402
 # pylint: enable=wrong-import-position
 
 LOG = logging.getLogger('pmx_mcp')
-TRUE = ('1', 'true', 'yes', 'on')
-DEFAULT_TIMEOUT = 300
 # Seconds a read across clusters waits for them (PMX_MCP_DEADLINE); the slower ones are reported, not waited for.
 DEFAULT_DEADLINE = 15.0
 
@@ -112,7 +117,7 @@ class Pmx:
         # Masks every form of every token secret in tool results, tool errors and (shared with it) the log.
         self.scrub = scrub if scrub is not None else Scrubber()
         self.deadline = DEFAULT_DEADLINE
-        self.allow_write = environ.get('PMX_MCP_ALLOW_WRITE', '').strip().lower() in TRUE
+        self.allow_write = as_bool(environ.get('PMX_MCP_ALLOW_WRITE', '')) is True
         self.write_setting = [c.strip() for c in environ.get('PMX_MCP_WRITE_CLUSTERS', '').split(',') if c.strip()]
         self.write_clusters: Optional[List[str]] = None  # None: every cluster
         self.write_error: Optional[ClusterError] = None
@@ -187,15 +192,25 @@ class Pmx:
                 'node': guest.get('node'), 'status': guest.get('status'), 'template': bool(guest.get('template'))}
 
     def manager(self, guest_type: str) -> GuestManager:
-        return GuestManager(self.reg(), kind=LXC if guest_type == 'lxc' else QEMU)
+        return GuestManager(self.reg(), kind=kind_of(guest_type))
+
+    def existing(self, name, vmid, cluster, **spec):
+        """(route, entry, manager, spec) of an existing guest for a write: routed strictly, writes allowed there."""
+        route, dummy, guest = self.locate(name, vmid, cluster)
+        self.check_writable(route.cluster)
+        spec = GuestSpec(name=guest.get('name'), vmid=int(guest['vmid']), cluster=cluster, update=False, **spec)
+        return route, guest, self.manager(guest['type']), spec
 
     def ensure(self, state: str, name, vmid, cluster, **spec) -> Dict:
         """Route and locate an existing guest, check the write settings, then the core's ensure()."""
-        route, dummy, guest = self.locate(name, vmid, cluster)
-        self.check_writable(route.cluster)
-        result = self.manager(guest['type']).ensure(state, GuestSpec(
-            name=guest.get('name'), vmid=int(guest['vmid']), cluster=cluster, update=False, **spec), route=route)
-        return self.write_result(route, result)
+        route, dummy, manager, spec = self.existing(name, vmid, cluster, **spec)
+        return self.write_result(route, manager.ensure(state, spec, route=route))
+
+    def plan(self, state: str, name, vmid, cluster, **spec) -> Tuple[Any, Dict, List[Dict]]:
+        """(route, entry, the core's plan as steps) for a preview: what ensure() would do, nothing written."""
+        route, guest, manager, spec = self.existing(name, vmid, cluster, **spec)
+        plan = manager.prepare(state, spec, route)[3]
+        return route, guest, [step.as_dict() for step in plan.steps]
 
     @staticmethod
     def unread(route) -> List[Dict]:
@@ -224,7 +239,7 @@ def _deadline(environ: Dict[str, str]) -> float:
 
 
 def _guest_row(cluster: str, guest: Dict) -> Dict:
-    tags = [t for t in str(guest.get('tags') or '').replace(',', ';').split(';') if t]
+    tags = parse_tags(guest.get('tags'))
     return {'cluster': cluster, 'vmid': int(guest['vmid']), 'name': guest.get('name'), 'type': guest.get('type'),
             'status': guest.get('status'), 'node': guest.get('node'), 'template': bool(guest.get('template')),
             'tags': tags, 'pool': guest.get('pool'), 'cpus': guest.get('maxcpu'), 'memory_bytes': guest.get('maxmem'),
@@ -338,7 +353,7 @@ def build_server(pmx: Pmx) -> MCPServer:
         """Current status and configuration of one guest, found by name or vmid. Without cluster the guest is
         routed (name pattern, then where it exists); the answer says which cluster and why."""
         route, client, guest = pmx.locate(name, vmid, cluster, write=False)
-        base = 'nodes/%s/%s/%s' % (guest['node'], guest['type'], guest['vmid'])
+        base = guest_path(guest['type'], guest['node'], guest['vmid'])
         current = client.get(base + '/status/current') or {}
         config = dict(client.get(base + '/config') or {})
         config.pop('digest', None)
@@ -460,21 +475,12 @@ def _write_tools(pmx: Pmx, tool) -> None:
                    confirm: ConfirmArg = False, timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
         """Power a guest off at once, like pulling the plug (unsaved data in it is lost). Prefer shutdown_guest.
         Without confirm=true it only returns a preview."""
-        route, client, guest = pmx.locate(name, vmid, cluster)
-        pmx.check_writable(route.cluster)
-        running = guest.get('status') == 'running'
+        route, guest, steps = pmx.plan('stopped', name, vmid, cluster, timeout=timeout, hard_stop=True)
         if not confirm:
             return preview(route, guest, ('power off the running %s at once, without a shutdown' % label(guest))
-                           if running else 'nothing: %s is already %s' % (label(guest), guest.get('status')),
-                           'stop_guest')
-        result = {'changed': False, 'status': guest.get('status'), 'tasks': [], 'guest': pmx.summary(guest)}
-        if running:
-            manager = pmx.manager(guest['type'])
-            task = manager.call(client, route.cluster, guest, timeout, 'POST', 'status/stop')
-            result['tasks'].append({'action': 'stop', 'upid': task.get('upid'), 'exitstatus': task.get('exitstatus')})
-            result['changed'] = True
-            result['status'] = manager.status(client, guest['node'], guest['vmid']).get('status')
-        return dict({'cluster': route.cluster, 'route_reason': route.reason}, **result)
+                           if steps else 'nothing: %s is already %s' % (label(guest), guest.get('status')),
+                           'stop_guest', plan=steps)
+        return pmx.ensure('stopped', name, vmid, cluster, timeout=timeout, hard_stop=True)
 
     @tool(DESTRUCTIVE, 'Delete a guest')
     def delete_guest(name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
@@ -484,16 +490,12 @@ def _write_tools(pmx: Pmx, tool) -> None:
                      timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
         """Destroy a VM or container and its disks (a running one is stopped first). Cannot be undone. Without
         confirm=true it only returns a preview of what would be deleted."""
-        route, dummy, guest = pmx.locate(name, vmid, cluster)
-        pmx.check_writable(route.cluster)
         if not confirm:
+            route, guest, steps = pmx.plan('absent', name, vmid, cluster, purge=purge, timeout=timeout)
             return preview(route, guest, '%sdestroy %s and its disks on cluster %s; this cannot be undone'
                            % ('stop and ' if guest.get('status') == 'running' else '', label(guest), route.cluster),
-                           'delete_guest')
-        result = pmx.manager(guest['type']).ensure('absent', GuestSpec(
-            name=guest.get('name'), vmid=int(guest['vmid']), cluster=cluster, purge=purge, timeout=timeout),
-            route=route)
-        return pmx.write_result(route, result)
+                           'delete_guest', plan=steps)
+        return pmx.ensure('absent', name, vmid, cluster, purge=purge, timeout=timeout)
 
     @tool(ADDITIVE, 'Create a VM (routed by name)')
     def create_vm(name: Annotated[str, Field(description="Name of the new VM; it decides the cluster (e.g. 'stg-*' "
@@ -521,13 +523,7 @@ def _write_tools(pmx: Pmx, tool) -> None:
         pmx.check_writable(route.cluster)
         # A disk and a net that name no storage or bridge get the cluster's DEFAULT_STORAGE / DEFAULT_BRIDGE from
         # the core, as in pmx_vm; this server's documented fallbacks apply when the cluster has none.
-        config: Dict[str, Any] = {'cores': cores, 'memory': memory,
-                                  'net0': 'virtio,bridge=%s' % bridge if bridge else 'virtio'}
-        if disk_gb:
-            config['scsi0'] = '%s:%d' % (storage, disk_gb) if storage else str(disk_gb)
-            config['scsihw'] = 'virtio-scsi-single'
-        if tags:
-            config['tags'] = tags
+        config = simple_vm_config(cores, memory, disk_gb, storage, bridge, tags)
         result = GuestManager(registry, kind=QEMU).ensure('started' if start else 'present', GuestSpec(
             name=name, vmid=vmid, cluster=cluster, node=node, config=config, update=False, timeout=timeout,
             fallback_storage='local-lvm', fallback_bridge='vmbr0'), route=route)
@@ -552,9 +548,7 @@ def _write_tools(pmx: Pmx, tool) -> None:
         pmx.check_writable(route.cluster)
         resources = registry.client(route.cluster).get('cluster/resources', type='vm') or []
         text = str(source).strip()
-        kind = next((r.get('type') for r in resources if same_name(r.get('name'), text)
-                     or (text.isdigit() and int(r.get('vmid', -1)) == int(text))), 'qemu')
-        result = pmx.manager(kind).ensure('started' if start else 'present', GuestSpec(
+        result = pmx.manager(source_type(resources, text)).ensure('started' if start else 'present', GuestSpec(
             name=name, vmid=vmid, cluster=cluster, node=node, clone=text, full=full, update=False,
             timeout=timeout), route=route)
         return pmx.write_result(route, result)
@@ -567,19 +561,11 @@ def _write_tools(pmx: Pmx, tool) -> None:
                         vmstate: Annotated[bool, Field(description="Include a running VM's RAM.")] = False,
                         timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
         """Take a snapshot of a guest. If a snapshot of that name exists, nothing is changed (changed=false)."""
+        snapshots.check_name(snapname)  # before any request
         route, client, guest = pmx.locate(name, vmid, cluster)
         pmx.check_writable(route.cluster)
-        snapname = snapshots.check_name(snapname)
-        out = {'cluster': route.cluster, 'route_reason': route.reason, 'guest': pmx.summary(guest),
-               'snapname': snapname, 'changed': False, 'tasks': []}
-        existing = snapshots.list_snapshots(client, guest['type'], guest['node'], guest['vmid'])
-        if any(s['name'] == snapname for s in existing):
-            return out
-        task = snapshots.create_snapshot(client, guest['type'], guest['node'], guest['vmid'], snapname,
-                                         description=description, vmstate=vmstate, timeout=timeout)
-        out['changed'] = True
-        out['tasks'].append({'action': 'snapshot', 'upid': task.get('upid'), 'exitstatus': task.get('exitstatus')})
-        return out
+        done = snapshots.ensure_snapshot(client, guest, snapname, description, vmstate, timeout, route.cluster)
+        return dict({'cluster': route.cluster, 'route_reason': route.reason, 'guest': pmx.summary(guest)}, **done)
 
     @tool(DESTRUCTIVE, 'Roll a guest back to a snapshot')
     def snapshot_rollback(snapname: Annotated[str, Field(description='The snapshot to roll back to.')],
@@ -597,12 +583,10 @@ def _write_tools(pmx: Pmx, tool) -> None:
                            "config) is lost%s" % (label(guest), snapname, ', and the running guest is stopped'
                                                   if guest.get('status') == 'running' else ''),
                            'snapshot_rollback', snapshot=snap)
-        task = snapshots.rollback_snapshot(client, guest['type'], guest['node'], guest['vmid'], snapname,
-                                           start=start, timeout=timeout)
-        status = pmx.manager(guest['type']).status(client, guest['node'], guest['vmid']).get('status')
-        return {'cluster': route.cluster, 'route_reason': route.reason, 'guest': pmx.summary(guest),
-                'snapname': snapname, 'changed': True, 'status': status,
-                'tasks': [{'action': 'rollback', 'upid': task.get('upid'), 'exitstatus': task.get('exitstatus')}]}
+        done = snapshots.rollback(client, guest, snapname, start, timeout, route.cluster)
+        status = (pmx.reg().find_guest(vmid=int(guest['vmid']), cluster=route.cluster)[2] or {}).get('status')
+        return dict({'cluster': route.cluster, 'route_reason': route.reason, 'guest': pmx.summary(guest),
+                     'status': status}, **done)
 
 
 # ------------------------------------------------------------------ start

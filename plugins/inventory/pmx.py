@@ -189,7 +189,6 @@ cache_timeout: 300
 
 import ipaddress
 import os
-import re
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -201,6 +200,8 @@ from ansible import template as ansible_template
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ApiError, ClusterError
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import guest_path
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import as_bool, parse_tags
 from ansible_collections.pmx.multicluster.plugins.module_utils.redact import Scrubber
 
 if hasattr(ansible_template, 'trust_as_template'):
@@ -221,18 +222,13 @@ HOSTVAR_NAMES = tuple('pmx_' + field for field in HOSTVAR_FIELDS)
 # Connections requests keeps per host in one session, hence the most useful workers per cluster.
 POOL_SIZE = 10
 HOSTNAME_FIELDS = ('name', 'vmid', 'cluster', 'node', 'type')
-TAG_SPLIT = re.compile(r'[;,\s]+')
 # How many per-guest failures a warning names before it only counts them.
 SHOW_FAILURES = 3
 
 
 def split_tags(value):
-    """PVE's tag string (``web;prod``; older releases also use ``,`` or spaces) as a list."""
-    if not value:
-        return []
-    if isinstance(value, (list, tuple)):
-        return [to_text(t) for t in value if t]
-    return [t for t in TAG_SPLIT.split(to_text(value)) if t]
+    """PVE's tag string (``web;prod``; older releases also use ``,`` or spaces) as a list: the core's parser."""
+    return [to_text(t) for t in parse_tags(value)]
 
 
 def normalise(cluster, item):
@@ -279,7 +275,7 @@ def agent_enabled(config):
     """Whether a QEMU config turns the guest agent on (``agent: 1`` or ``agent: enabled=1,...``)."""
     value = to_text((config or {}).get('agent', '0'))
     first = value.split(',')[0]
-    return first.split('=')[-1].strip() in ('1', 'true', 'yes', 'on')
+    return as_bool(first.split('=')[-1]) is True
 
 
 def hostnames(records, template):
@@ -503,7 +499,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         errors = []
 
         def one(record):
-            base = 'nodes/%s/%s/%s' % (record['node'], record['type'], record['vmid'])
+            base = guest_path(record['type'], record['node'], record['vmid'])
             try:
                 config = None
                 if want_config:

@@ -37,7 +37,10 @@ from typing import Any, Callable, Dict, List, Optional
 from ansible_collections.pmx.multicluster.plugins.module_utils.config import ClusterConfig
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
     ApiError, AuthenticationError, ClusterConnectionError, ConfigError, PermissionDeniedError, ResourceNotFoundError,
-    TaskError, TaskTimeoutError)
+    says_not_found)
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import DEFAULT_TIMEOUT
+from ansible_collections.pmx.multicluster.plugins.module_utils.tasks import (
+    TASK_LOG_TAIL, TASK_POLL, run_task, task_log_tail, task_node, wait_task)
 
 try:
     import requests
@@ -52,10 +55,7 @@ except ImportError as exc:  # pragma: no cover - reported by the front ends
 
 # Statuses after which a GET is worth repeating: the server or a proxy was busy.
 RETRY_STATUSES = (502, 503, 504)
-TASK_LOG_TAIL = 20
-TASK_OK_PREFIXES = ('OK', 'WARNINGS')
-DEFAULT_TASK_TIMEOUT = 300
-PERMISSION_CHECK = re.compile(r'Permission check failed|permission denied', re.I)
+DEFAULT_TASK_TIMEOUT = DEFAULT_TIMEOUT
 # How long a cluster that failed to answer is not asked again (seconds).
 FAILURE_MEMORY_SECS = 30.0
 # What a token secret cannot hold to be sent in a header: requests refuses control characters (quoting the header,
@@ -246,7 +246,7 @@ class PveClient:
     def _where(self, method: str, path: str) -> str:
         return "cluster '%s': %s /%s" % (self.cluster.name, method, path.lstrip('/'))
 
-    def _grant_hint(self) -> str:
+    def grant_hint(self) -> str:
         """How to give the token a missing privilege (PVE checks some inside tasks, some before)."""
         return ("Grant the missing privilege to the token (pveum acl modify <path> --tokens '%s' --roles <role>) "
                 "or to its user if the token is privilege-separated" % self.cluster.token_id)
@@ -270,13 +270,13 @@ class PveClient:
                    self.cluster.name), self.cluster.name)
         if status == 403:
             message = "%s: permission denied for token %s: %s. %s." % (
-                where, self.cluster.token_id, reason or 'forbidden', self._grant_hint())
+                where, self.cluster.token_id, reason or 'forbidden', self.grant_hint())
             return PermissionDeniedError(message, self.cluster.name)
         detail = ''
         if isinstance(errors, dict) and errors:
             detail = ': ' + '; '.join('%s: %s' % (k, _clean_message(v, 200)) for k, v in sorted(errors.items()))
         message = '%s failed (HTTP %s %s)%s' % (where, status, reason, detail)
-        if status == 404 or re.search(r'does not exist|not found', reason, re.I):
+        if status == 404 or says_not_found(reason):
             return ResourceNotFoundError(message, self.cluster.name, status, errors)
         return ApiError(message, self.cluster.name, status, errors if isinstance(errors, dict) else {})
 
@@ -396,76 +396,19 @@ class PveClient:
     def delete(self, path: str, **params) -> Any:
         return self.request('DELETE', path, **params)
 
-    # --------------------------------------------------------------- tasks
+    # --------------------------------------------------------------- tasks (tasks.py)
 
-    @staticmethod
-    def task_node(upid: str) -> str:
-        """The node a UPID ran on (``UPID:node:pid:pstart:start:type:id:user:``)."""
-        parts = str(upid).split(':')
-        if len(parts) < 3 or parts[0] != 'UPID':
-            raise ApiError('not a Proxmox task id: %r' % upid)
-        return parts[1]
+    task_node = staticmethod(task_node)
 
     def task_log_tail(self, upid: str, lines: int = TASK_LOG_TAIL) -> List[str]:
-        """The last lines of a task's log (best effort: an empty list if it cannot be read)."""
-        node = self.task_node(upid)
-        try:
-            total = self.get('nodes/%s/tasks/%s/status' % (node, upid)).get('log_lines')
-            start = max(0, int(total) - lines) if total else 0
-        except (ApiError, ClusterConnectionError, TypeError, ValueError, AttributeError):
-            start = 0
-        try:
-            entries = self.get('nodes/%s/tasks/%s/log' % (node, upid), start=start, limit=10000) or []
-        except (ApiError, ClusterConnectionError):
-            return []
-        return [str(entry.get('t', '')) for entry in entries][-lines:]
+        """The last lines of a task's log (best effort): see ``tasks.task_log_tail``."""
+        return task_log_tail(self, upid, lines)
 
-    def wait_task(self, upid: str, timeout: float = DEFAULT_TASK_TIMEOUT, poll: float = 0.2) -> Dict:
-        """Wait for a task to stop; returns its status.
-
-        :raises TaskError: the task ended other than OK (exit status and log tail in the message).
-        :raises TaskTimeoutError: it still ran after ``timeout`` seconds (it is not stopped).
-        """
-        node = self.task_node(upid)
-        deadline = time.monotonic() + timeout
-        interval = poll
-        while True:
-            status = self.get('nodes/%s/tasks/%s/status' % (node, upid)) or {}
-            if status.get('status') == 'stopped':
-                break
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TaskTimeoutError(
-                    "cluster '%s': task %s on node %s was still running after %ss; it goes on in the "
-                    "background. Raise timeout, or check the task in the Proxmox UI."
-                    % (self.cluster.name, status.get('type') or upid, node, timeout), self.cluster.name, upid)
-            time.sleep(min(interval, remaining))
-            interval = min(interval * 1.5, 2.0)
-        exitstatus = str(status.get('exitstatus') or '')
-        if not exitstatus.startswith(TASK_OK_PREFIXES):
-            log = self.task_log_tail(upid)
-            tail = ' | '.join(line for line in log if line)
-            hint = ''
-            if PERMISSION_CHECK.search(exitstatus):
-                # PVE checks some privileges inside the task: say which token lacks it and how to grant it.
-                hint = '. The token %s lacks this privilege. %s' % (self.cluster.token_id, self._grant_hint())
-            raise TaskError(
-                "cluster '%s': task %s on node %s failed: %s%s%s"
-                % (self.cluster.name, status.get('type') or '', node, exitstatus or 'unknown status', hint,
-                   ('. Last log lines: ' + tail) if tail else ''),
-                self.cluster.name, upid, exitstatus, log)
-        return status
+    def wait_task(self, upid: str, timeout: float = DEFAULT_TASK_TIMEOUT, poll: float = TASK_POLL) -> Dict:
+        """Wait for a task to stop; returns its status. See ``tasks.wait_task`` (TaskError, TaskTimeoutError)."""
+        return wait_task(self, upid, timeout, poll)
 
     def run_task(self, method: str, path: str, params: Optional[Dict] = None,
                  timeout: float = DEFAULT_TASK_TIMEOUT) -> Dict:
-        """Call an endpoint that starts a task and wait for it; returns the task status (with ``upid``).
-
-        The API parameters are a dict, so that PVE's own ``timeout`` parameter (of a shutdown, say)
-        never collides with how long to wait for the task.
-        """
-        upid = self.request(method, path, **(params or {}))
-        if not (isinstance(upid, str) and upid.startswith('UPID:')):
-            return {'upid': None, 'status': 'stopped', 'exitstatus': 'OK', 'data': upid}
-        status = dict(self.wait_task(upid, timeout))
-        status['upid'] = upid
-        return status
+        """Call an endpoint that starts a task and wait for it; returns the task status (with ``upid``)."""
+        return run_task(self, method, path, params, timeout)

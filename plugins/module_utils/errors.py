@@ -15,9 +15,21 @@ __metaclass__ = type
 
 import re
 
-# PVE's answers when a vmid is taken between GET /cluster/nextid and the create or clone:
+# The one place that classifies PVE's message texts (the functions at the end of this file read them).
+# A vmid taken between GET /cluster/nextid and the create or clone:
 # "VM 106 already exists on node 'x'", "CT 106 already exists", "unable to create VM 106: config file already exists".
 VMID_TAKEN = re.compile(r"\b(?:VM|CT) \d+ already exists|config file already exists", re.I)
+# A guest locked by a task, or its config lock held: "VM is locked (backup)", "can't lock file '...' - got timeout".
+LOCKED = re.compile(r"(?:VM|CT) is locked \((?P<lock>[\w-]+)\)|can't lock file '[^']*' - got timeout")
+# A shutdown that did not finish in time: qemu says "got timeout", pct "container did not stop".
+SHUTDOWN_TIMEOUT = re.compile(r'timeout|timed out|did not stop', re.I)
+# A power action PVE refuses because the guest is already where the action would take it.
+ALREADY_DONE = {'start': re.compile(r'already running', re.I), 'shutdown': re.compile(r'not running', re.I),
+                'stop': re.compile(r'not running', re.I)}
+# A privilege PVE checks inside a task.
+PERMISSION_CHECK = re.compile(r'Permission check failed|permission denied', re.I)
+# An object that does not exist (PVE answers 500 with this text for a missing guest config, not 404).
+NOT_FOUND = re.compile(r'does not exist|not found', re.I)
 
 
 class ClusterError(Exception):
@@ -127,7 +139,50 @@ class NodeOfflineError(ClusterError):
     """The node a guest lives on (or the one asked for) is offline."""
 
 
+class SnapshotError(ClusterError):
+    """A snapshot request that cannot be right: a bad or reserved name, an existing name."""
+
+
+class SnapshotNotFoundError(ResourceNotFoundError):
+    """No snapshot with this name; the message lists the guest's snapshots."""
+
+
+# ------------------------------------------------------------------ PVE's texts, read in one place
+
+def _texts(exc):
+    """An error's message and, for a failed task, its log lines."""
+    return [str(exc)] + [str(line) for line in getattr(exc, 'log', None) or []]
+
+
 def vmid_taken(exc):
     """Whether a failed create or clone failed only because its vmid was taken meanwhile."""
-    texts = [str(exc)] + [str(line) for line in getattr(exc, 'log', None) or []]
-    return any(VMID_TAKEN.search(text) for text in texts)
+    return any(VMID_TAKEN.search(text) for text in _texts(exc))
+
+
+def lock_of(exc):
+    """The lock an error says the guest holds ('backup', ..., or 'config lock held by another task'), else None."""
+    found = LOCKED.search(' '.join(_texts(exc)))
+    if found is None:
+        return None
+    return found.group('lock') or 'config lock held by another task'
+
+
+def shutdown_timed_out(exc):
+    """Whether a failed shutdown (or reboot) failed because the guest did not go down in time."""
+    return isinstance(exc, TaskTimeoutError) or SHUTDOWN_TIMEOUT.search(str(exc)) is not None
+
+
+def already_done(action, exc):
+    """Whether PVE refused a power action because the guest is already in the state it leads to."""
+    pattern = ALREADY_DONE.get(action)
+    return pattern is not None and not isinstance(exc, TaskTimeoutError) and pattern.search(str(exc)) is not None
+
+
+def permission_failure(text):
+    """Whether a task's exit status is a privilege check that failed."""
+    return PERMISSION_CHECK.search(str(text or '')) is not None
+
+
+def says_not_found(text):
+    """Whether PVE's message says the object does not exist (it answers 500, not 404, for a missing guest)."""
+    return NOT_FOUND.search(str(text or '')) is not None

@@ -19,12 +19,13 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ClusterError
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import DEFAULT_TIMEOUT
 from ansible_collections.pmx.multicluster.plugins.module_utils.redact import Scrubber, secret_forms
 
 try:
     from ansible_collections.pmx.multicluster.plugins.module_utils.client import HAS_DEPS, IMPORT_ERROR
     from ansible_collections.pmx.multicluster.plugins.module_utils.config import load_config
-    from ansible_collections.pmx.multicluster.plugins.module_utils.guests import STATES
+    from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import STATES
     from ansible_collections.pmx.multicluster.plugins.module_utils.registry import ClusterRegistry
     IMPORT_TRACEBACK = None if HAS_DEPS else str(IMPORT_ERROR)
 except ImportError:  # pragma: no cover - only without the controller requirements
@@ -70,7 +71,7 @@ def pmx_guest_argument_spec():
         config=dict(type='dict'),
         purge=dict(type='bool', default=False),
         force=dict(type='bool', default=False),
-        timeout=dict(type='int', default=300),
+        timeout=dict(type='int', default=DEFAULT_TIMEOUT),
         restart_on_change=dict(type='bool', default=False),
         update=dict(type='bool', default=True),
     )

@@ -1,54 +1,30 @@
 # -*- coding: utf-8 -*-
 # Copyright: pmx.multicluster contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Guest snapshots: list, create and roll back, over one cluster's client.
+"""Guest snapshots: list, take (idempotent) and roll back, over one cluster's client.
 
-Pure Python (no Ansible import), shared by the MCP server and any module
-that needs snapshots. Every call that starts a Proxmox task waits for it
-with ``client.run_task``, so a failed task raises TaskError with its exit
-status and log tail. Names are checked before anything is sent, because
-PVE's own answer for a bad name is a terse 400.
+Pure Python (no Ansible import), shared by the MCP server and any module that needs snapshots. Every
+write goes through the locked writer (tasks.py): it waits out the guest's lock and for its task, so a
+failed task raises TaskError with its exit status and log tail. Names are checked before anything is
+sent (pve/checks.py), because PVE's own answer for a bad name is a terse 400.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import re
 from typing import Any, Dict, List, Optional
 
-from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ClusterError, ResourceNotFoundError
+from ansible_collections.pmx.multicluster.plugins.module_utils.errors import SnapshotNotFoundError
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.checks import check_snapshot_name
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import DEFAULT_TIMEOUT, guest_path, kind_of
+from ansible_collections.pmx.multicluster.plugins.module_utils.tasks import LockedWriter, task_record
 
-DEFAULT_TIMEOUT = 300
-# PVE's pve-configid format: a letter, then letters, digits, '-' and '_'; at most 40 characters.
-SNAPNAME_RE = re.compile(r'^[A-Za-z][A-Za-z0-9_-]{1,39}$')
-RESERVED = ('current', 'pending', 'vzdump')
-GUEST_TYPES = ('qemu', 'lxc')
-
-
-class SnapshotError(ClusterError):
-    """A snapshot request that cannot be right: a bad or reserved name, an existing name."""
-
-
-class SnapshotNotFoundError(ResourceNotFoundError):
-    """No snapshot with this name; the message lists the guest's snapshots."""
+check_name = check_snapshot_name  # the name every caller knows
 
 
 def _path(guest_type: str, node: str, vmid: int, tail: str = '') -> str:
-    if guest_type not in GUEST_TYPES:
-        raise SnapshotError("a guest type must be one of %s, got '%s'" % (', '.join(GUEST_TYPES), guest_type))
-    return 'nodes/%s/%s/%s/snapshot%s' % (node, guest_type, int(vmid), ('/' + tail) if tail else '')
-
-
-def check_name(snapname: str) -> str:
-    """The snapshot name if PVE accepts it; :raises SnapshotError: with the rule spelled out."""
-    name = str(snapname or '').strip()
-    if name.lower() in RESERVED:
-        raise SnapshotError("'%s' is a reserved snapshot name; choose another one" % name)
-    if not SNAPNAME_RE.match(name):
-        raise SnapshotError("invalid snapshot name '%s': it must start with a letter, contain only letters, "
-                            "digits, '-' and '_', and be 2 to 40 characters long" % name)
-    return name
+    return guest_path(guest_type, node, vmid, 'snapshot' + (('/' + tail) if tail else ''))
 
 
 def list_snapshots(client: Any, guest_type: str, node: str, vmid: int) -> List[Dict]:
@@ -88,30 +64,38 @@ def find_snapshot(client: Any, guest_type: str, node: str, vmid: int, snapname: 
            ', '.join(s['name'] for s in snapshots) or '(none)'), cluster, 404)
 
 
-def create_snapshot(client: Any, guest_type: str, node: str, vmid: int, snapname: str,
-                    description: Optional[str] = None, vmstate: bool = False,
-                    timeout: float = DEFAULT_TIMEOUT) -> Dict:
-    """Take a snapshot and wait for the task; returns the task status (with ``upid``).
+def _writer(client: Any, cluster: Optional[str], guest: Dict) -> LockedWriter:
+    return LockedWriter(client, cluster or client.cluster.name, kind_of(guest['type']))
 
-    :raises SnapshotError: bad name. :raises TaskError: the task failed (for example, the name is taken).
+
+def ensure_snapshot(client: Any, guest: Dict, snapname: str, description: Optional[str] = None,
+                    vmstate: bool = False, timeout: float = DEFAULT_TIMEOUT, cluster: Optional[str] = None) -> Dict:
+    """Take a snapshot of ``guest`` (its /cluster/resources entry) unless one of that name exists.
+
+    Returns ``{changed, snapname, tasks}``. :raises SnapshotError: bad name. :raises TaskError: the task failed.
     """
-    params: Dict[str, Any] = {'snapname': check_name(snapname)}
+    name = check_snapshot_name(snapname)
+    out = {'changed': False, 'snapname': name, 'tasks': []}
+    if any(s['name'] == name for s in list_snapshots(client, guest['type'], guest['node'], guest['vmid'])):
+        return out
+    params: Dict[str, Any] = {'snapname': name}
     if description:
         params['description'] = description
-    if vmstate and guest_type == 'qemu':
+    if vmstate and guest['type'] == 'qemu':
         params['vmstate'] = 1
-    return client.run_task('POST', _path(guest_type, node, vmid), params, timeout)
+    task = _writer(client, cluster, guest).write(guest, timeout, 'POST', 'snapshot', **params)
+    out.update(changed=True, tasks=[task_record('snapshot', task)])
+    return out
 
 
-def rollback_snapshot(client: Any, guest_type: str, node: str, vmid: int, snapname: str,
-                      start: bool = False, timeout: float = DEFAULT_TIMEOUT) -> Dict:
-    """Roll the guest back to a snapshot and wait for the task; returns the task status.
+def rollback(client: Any, guest: Dict, snapname: str, start: bool = False, timeout: float = DEFAULT_TIMEOUT,
+             cluster: Optional[str] = None) -> Dict:
+    """Roll ``guest`` back to a snapshot and wait for the task; returns ``{changed, snapname, tasks}``.
 
     :param start: start the guest after the rollback (PVE's ``start`` flag).
-    :raises TaskError: the task failed (no such snapshot, guest locked...).
+    :raises TaskError: the task failed (no such snapshot...). :raises GuestLockedError: locked past the timeout.
     """
-    params: Dict[str, Any] = {}
-    if start:
-        params['start'] = 1
-    return client.run_task('POST', _path(guest_type, node, vmid, '%s/rollback' % check_name(snapname)),
-                           params, timeout)
+    name = check_snapshot_name(snapname)
+    params: Dict[str, Any] = {'start': 1} if start else {}
+    task = _writer(client, cluster, guest).write(guest, timeout, 'POST', 'snapshot/%s/rollback' % name, **params)
+    return {'changed': True, 'snapname': name, 'tasks': [task_record('rollback', task)]}

@@ -381,8 +381,10 @@ waited_for:
 '''
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.module import PmxModule, pmx_guest_argument_spec
-from ansible_collections.pmx.multicluster.plugins.module_utils.guests import (
-    LXC, GuestManager, property_string, spec_from_params)
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests.manager import GuestManager
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import spec_from_params
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import LXC
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import property_string
 
 # Module option -> PVE key (create parameter or config key); mounts and nets hold several keys each.
 LXC_KEYS = dict([(option, option) for option in (

@@ -5,11 +5,15 @@ import pytest
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ApiError, GuestLockedError
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
     DuplicateGuestError, GuestConflictError, GuestNotFoundError, NodeOfflineError)
-from ansible_collections.pmx.multicluster.plugins.module_utils.guests import (
-    LXC, QEMU, GuestManager,
-    api_value, check_config_keys, check_guest_name, check_property_strings, check_vmid, config_diff, desired_config,
-    disk_equal, keep_mac, normalise_tags, pending_state, size_bytes, split_net, split_props, values_equal,
-    with_cluster_defaults)
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests.manager import GuestManager
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import GuestSpec
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.checks import (
+    check_config_keys, check_guest_name, check_property_strings, check_vmid)
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.diff import (
+    config_diff, desired_config, pending_state, with_cluster_defaults)
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import LXC, QEMU
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import (
+    api_value, disk_equal, keep_mac, normalise_tags, size_bytes, split_net, split_props, values_equal)
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import vmid_taken
 
 MAC = 'BC:24:11:01:00:64'
@@ -471,7 +475,6 @@ class _CreatingClient:
     ({'type': 'lxc', 'vmid': 106, 'name': 'stg-a', 'creating_name': 'CT106'}, {'name': 'stg-a', 'kind': QEMU}, False),
 ])
 def test_wait_for_creations(entry, spec, waits):
-    from ansible_collections.pmx.multicluster.plugins.module_utils.guests import GuestSpec
     clock = _Clock()
     kind = spec.pop('kind', LXC if entry['type'] == 'lxc' else QEMU)
     manager = GuestManager(None, kind, sleep=clock.sleep, clock=clock)
