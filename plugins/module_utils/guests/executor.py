@@ -25,7 +25,8 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.guests.lookup imp
     CREATING_LOCKS, describe, find, in_creation)
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.planner import Plan, Step
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import GuestSpec
-from ansible_collections.pmx.multicluster.plugins.module_utils.pve.diff import config_diff, pending_state, with_cluster_defaults
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.diff import (
+    config_diff, pending_state, with_cluster_defaults)
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import GuestKind, guests_path
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import api_value, word
 from ansible_collections.pmx.multicluster.plugins.module_utils.router import same_name
@@ -298,7 +299,8 @@ class Executor:
                                         cluster=self.cluster)
         label = describe(self.kind, guest.get('name'), guest['vmid'])
         self.out.warnings.extend(
-            '%s: %s is used when a %s is created from an OS template, not by a clone; ignored' % (label, k, self.kind.label)
+            '%s: %s is used when a %s is created from an OS template, not by a clone; ignored'
+            % (label, k, self.kind.label)
             for k in sorted(desired) if k in self.kind.create_only and desired[k] is not None)
         diff = config_diff(self.kind, desired, state['effective'], label)
         self.out.warnings.extend(diff.warnings)

@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.executor import Executor, Outcome
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.lookup import (
-    CREATING_LOCKS, choose_node, describe, find, find_source)
+    CREATING_LOCKS, check_node, choose_node, describe, find, find_source)
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.planner import (
     ClusterDefaults, Current, Plan, plan_guest)
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import GuestSpec
@@ -71,7 +71,7 @@ class GuestManager:
             # very guest: wait for it to finish, then look again, so that it is never made twice.
             resources = executor.wait_for_creations(resources)
             guest = find(self.kind, resources, cluster, spec.name, spec.vmid)
-        current = self._current(executor, guest, state, spec)
+        current = self._current(executor, guest, state, spec, resources)
         plan = plan_guest(self.kind, state, spec, current, resources, cluster, defaults)
         if plan.steps and plan.steps[0].action in ('create', 'clone'):
             self.registry.check_not_elsewhere(route, spec.name, self.kind.label)
@@ -93,16 +93,23 @@ class GuestManager:
         while outcome.continue_with is not None:
             # Another run's guest of this name (it made it at the same moment): manage that one, as if found.
             guest = executor.adopt(outcome.continue_with)
-            current = self._current(executor, guest, state, spec)
-            plan = plan_guest(self.kind, state, spec, current, executor.resources(), route.cluster,
+            resources = executor.resources()
+            current = self._current(executor, guest, state, spec, resources)
+            plan = plan_guest(self.kind, state, spec, current, resources, route.cluster,
                               ClusterDefaults(None, executor.storage, executor.bridge))
             outcome = executor.apply(plan, guest)
         return self.result(route, spec, plan, current, outcome)
 
-    def _current(self, executor: Executor, guest: Optional[Dict], state: str, spec: GuestSpec) -> Current:
-        """The guest as the planner needs it: its config only when the plan compares or shows it."""
+    def _current(self, executor: Executor, guest: Optional[Dict], state: str, spec: GuestSpec,
+                 resources: List[Dict]) -> Current:
+        """The guest as the planner needs it: its config only when the plan compares or shows it.
+
+        Its node is checked first: a guest on an offline node cannot be read (PVE answers 595).
+        """
         if guest is None:
             return Current()
+        check_node(resources, executor.cluster, guest['node'], ' of %s' % describe(self.kind, guest.get('name'),
+                                                                                   guest.get('vmid')))
         if not (spec.update or spec.restart_on_change or state == 'absent'):
             return Current(guest=dict(guest))
         read = executor.read(guest)

@@ -84,7 +84,8 @@ def check_config_keys(kind: GuestKind, config: Dict[str, Any]) -> None:
     for key in sorted(config or {}):
         if key in OPTION_KEYS:
             option = OPTION_KEYS[key]
-            why = (': use the %s option' % option) if option else ' (it controls how PVE applies a change, not a setting)'
+            why = ((': use the %s option' % option) if option
+                   else ' (it controls how PVE applies a change, not a setting)')
             raise GuestConflictError("config key '%s' is not accepted%s; nothing was changed" % (key, why))
         if not any(re.fullmatch(pattern, key) for pattern in known):
             plain = [p.replace(r'\d+', '0') for p in known]

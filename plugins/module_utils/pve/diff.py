@@ -15,7 +15,8 @@ from typing import Any, Dict, List, Optional, Tuple
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import GuestConflictError
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.checks import check_new_disk
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import GuestKind
-from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import NEW_DISK, api_value, disk_equal, keep_mac, split_net, values_equal, word
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import (
+    NEW_DISK, api_value, disk_equal, keep_mac, split_net, values_equal, word)
 
 # PVE's own size of a container's root file system when the create request gives none (GiB).
 LXC_DEFAULT_ROOTFS_GIB = 4
