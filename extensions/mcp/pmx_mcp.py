@@ -63,6 +63,8 @@ from pydantic import Field  # noqa: E402
 
 from ansible_collections.pmx.multicluster.plugins.module_utils import snapshots  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.config import load_config  # noqa: E402
+from ansible_collections.pmx.multicluster.plugins.module_utils.health import (  # noqa: E402
+    GUEST_TYPES, clusters_health, guest_row, node_row, storage_row)
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (  # noqa: E402
     ClusterError, ConfigError)
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests import (  # noqa: E402
@@ -223,14 +225,6 @@ def _deadline(environ: Dict[str, str]) -> float:
     return value
 
 
-def _guest_row(cluster: str, guest: Dict) -> Dict:
-    tags = [t for t in str(guest.get('tags') or '').replace(',', ';').split(';') if t]
-    return {'cluster': cluster, 'vmid': int(guest['vmid']), 'name': guest.get('name'), 'type': guest.get('type'),
-            'status': guest.get('status'), 'node': guest.get('node'), 'template': bool(guest.get('template')),
-            'tags': tags, 'pool': guest.get('pool'), 'cpus': guest.get('maxcpu'), 'memory_bytes': guest.get('maxmem'),
-            'uptime': guest.get('uptime')}
-
-
 # ------------------------------------------------------------------ the tools
 
 def build_server(pmx: Pmx) -> MCPServer:
@@ -271,7 +265,7 @@ def build_server(pmx: Pmx) -> MCPServer:
         patterns, region and tier. Clusters are queried concurrently; an unreachable one is listed with
         reachable=false and the error, it does not fail the call."""
         registry = pmx.reg()
-        health = registry.validate_all_clusters(deadline=pmx.deadline)
+        health = clusters_health(registry, deadline=pmx.deadline)
         return {'clusters': health, 'default_cluster': registry.config.default_cluster,
                 'reachable': [c['name'] for c in health if c['reachable']],
                 'unreachable': [{'cluster': c['name'], 'error': c['error']} for c in health if not c['reachable']],
@@ -284,7 +278,7 @@ def build_server(pmx: Pmx) -> MCPServer:
         and storages. An unreachable cluster is answered with reachable=false and the error."""
         registry = pmx.reg()
         name = registry.router.resolve_cluster(cluster)
-        info = registry.validate_all_clusters([name], storages=True, deadline=pmx.deadline)[0]
+        info = clusters_health(registry, [name], storages=True, deadline=pmx.deadline)[0]
         info['is_default'] = name == registry.config.default_cluster
         info['writable'] = pmx.writable(name)
         return info
@@ -298,9 +292,7 @@ def build_server(pmx: Pmx) -> MCPServer:
         nodes = []
         for name, result in results.items():
             for node in sorted(result.value or [], key=lambda n: n.get('node') or ''):
-                nodes.append({'cluster': name, 'node': node.get('node'), 'status': node.get('status'),
-                              'cpu': node.get('cpu'), 'maxcpu': node.get('maxcpu'), 'memory_used': node.get('mem'),
-                              'memory_total': node.get('maxmem'), 'uptime': node.get('uptime')})
+                nodes.append(dict({'cluster': name}, **node_row(node)))
         return {'nodes': nodes, 'clusters': names, 'errors': pmx.errors(results)}
 
     @tool(READ, 'List guests (VMs and containers)')
@@ -321,9 +313,9 @@ def build_server(pmx: Pmx) -> MCPServer:
         guests = []
         for name, result in results.items():
             for guest in result.value or []:
-                if guest.get('type') not in ('qemu', 'lxc'):
+                if guest.get('type') not in GUEST_TYPES:
                     continue
-                row = _guest_row(name, guest)
+                row = dict({'cluster': name}, **guest_row(guest))
                 if ((status and row['status'] != status) or (type and row['type'] != type)
                         or (name_pattern and not fnmatch.fnmatchcase(row['name'] or '', name_pattern))
                         or (tag and tag.lower() not in [t.lower() for t in row['tags']])
@@ -358,10 +350,7 @@ def build_server(pmx: Pmx) -> MCPServer:
         rows = []
         for name, result in results.items():
             for res in result.value or []:
-                rows.append({'cluster': name, 'node': res.get('node'), 'storage': res.get('storage'),
-                             'type': res.get('plugintype'), 'status': res.get('status'), 'content': res.get('content'),
-                             'shared': bool(res.get('shared')), 'used_bytes': res.get('disk'),
-                             'total_bytes': res.get('maxdisk')})
+                rows.append(dict({'cluster': name}, **storage_row(res)))
         rows.sort(key=lambda r: (names.index(r['cluster']), r['node'] or '', r['storage'] or ''))
         return {'storages': rows, 'clusters': names, 'errors': pmx.errors(results)}
 

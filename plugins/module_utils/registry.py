@@ -5,7 +5,7 @@
 
 It also runs reads across clusters concurrently (``map``), answers "where
 does this guest exist" for the router (``locate``) and gathers each
-cluster's health (``health`` / ``validate_all_clusters``). One cluster being
+cluster's health (``validate_all_clusters``, from health.py). One cluster being
 down degrades an answer, it does not fail it: ``map`` returns the error in
 that cluster's slot, and with a ``deadline`` it does not wait for a slow one.
 Its clients share one memory of the clusters that just failed to answer.
@@ -265,86 +265,8 @@ class ClusterRegistry:
 
     # -------------------------------------------------------------- health
 
-    def health(self, name: str, client: Any = None, storages: bool = False) -> Dict:
-        """One cluster's health: version, quorum, nodes and guest counts (3 API calls)."""
-        config = self.cluster(name)
-        client = client or self.client(name)
-        version = client.get('version') or {}
-        status = client.get('cluster/status') or []
-        resources = client.get('cluster/resources') or []
-        quorate = None
-        for entry in status:
-            if entry.get('type') == 'cluster':
-                quorate = bool(entry.get('quorate'))
-        nodes = []
-        guests = {'qemu': {'running': 0, 'stopped': 0, 'total': 0, 'templates': 0},
-                  'lxc': {'running': 0, 'stopped': 0, 'total': 0, 'templates': 0}}
-        storage_list = []
-        for res in resources:
-            kind = res.get('type')
-            if kind == 'node':
-                nodes.append({
-                    'name': res.get('node'),
-                    'status': res.get('status'),
-                    'cpu': res.get('cpu'),
-                    'maxcpu': res.get('maxcpu'),
-                    'memory_used': res.get('mem'),
-                    'memory_total': res.get('maxmem'),
-                    'uptime': res.get('uptime'),
-                })
-            elif kind in guests:
-                counts = guests[kind]
-                if res.get('template'):
-                    counts['templates'] += 1
-                    continue
-                counts['total'] += 1
-                state = res.get('status')
-                counts[state if state in ('running', 'stopped') else 'stopped'] += 1
-            elif kind == 'storage' and storages:
-                storage_list.append({
-                    'storage': res.get('storage'),
-                    'node': res.get('node'),
-                    'status': res.get('status'),
-                    'plugintype': res.get('plugintype'),
-                    'content': res.get('content'),
-                    'shared': bool(res.get('shared')),
-                    'disk_used': res.get('disk'),
-                    'disk_total': res.get('maxdisk'),
-                })
-        if quorate is None:
-            # A single node without a cluster has no quorum entry; it is its own majority.
-            quorate = True
-        nodes.sort(key=lambda n: n['name'] or '')
-        info = dict(config.public())
-        info.update({
-            'reachable': True,
-            'error': None,
-            'version': version.get('version'),
-            'release': version.get('release'),
-            'quorate': quorate,
-            'nodes': nodes,
-            'nodes_online': sum(1 for n in nodes if n['status'] == 'online'),
-            'nodes_total': len(nodes),
-            'guests': guests,
-        })
-        if storages:
-            info['storages'] = sorted(storage_list, key=lambda s: (s['node'] or '', s['storage'] or ''))
-        return info
-
     def validate_all_clusters(self, names: Optional[Iterable[str]] = None, storages: bool = False,
                               deadline: Optional[float] = None) -> List[Dict]:
-        """Health of each cluster, concurrently; an unreachable one (or, with ``deadline``, a slow one, see
-        ``map``) has ``reachable: false`` and ``error``."""
-        results = self.map(lambda name, client: self.health(name, client, storages), names, deadline=deadline)
-        out = []
-        for name, result in results.items():
-            if result.ok:
-                out.append(result.value)
-                continue
-            info = dict(self.cluster(name).public())
-            info.update({'reachable': False, 'error': str(result.error), 'version': None, 'release': None,
-                         'quorate': None, 'nodes': [], 'nodes_online': 0, 'nodes_total': 0, 'guests': None})
-            if storages:
-                info['storages'] = []
-            out.append(info)
-        return out
+        """Health of each cluster, concurrently: ``health.clusters_health`` over this registry (kept for callers)."""
+        from ansible_collections.pmx.multicluster.plugins.module_utils.health import clusters_health
+        return clusters_health(self, names, storages=storages, deadline=deadline)

@@ -205,6 +205,32 @@ clusters:
       type: list
       elements: dict
       returned: when O(storages=true)
+      contains:
+        storage:
+          description: Storage name.
+          type: str
+          sample: local-lvm
+        node:
+          description: The node this entry is for (a shared storage has one entry per node).
+          type: str
+        status:
+          description: V(available) or another state PVE reports.
+          type: str
+        plugintype:
+          description: Storage type, for example V(lvmthin), V(dir), V(rbd).
+          type: str
+        content:
+          description: Content types it holds, as PVE lists them (V(images,rootdir)).
+          type: str
+        shared:
+          description: Whether every node sees the same storage.
+          type: bool
+        disk_used:
+          description: Space used, in bytes.
+          type: int
+        disk_total:
+          description: Size, in bytes.
+          type: int
 routes:
   description: One entry per name in O(route).
   returned: always
@@ -237,8 +263,9 @@ routes:
       sample: [{cluster: staging, error: "cluster 'staging' is unreachable: ..."}]
 '''
 
-from ansible_collections.pmx.multicluster.plugins.module_utils.module import PmxModule
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import AmbiguousClusterSelectionError
+from ansible_collections.pmx.multicluster.plugins.module_utils.health import clusters_health
+from ansible_collections.pmx.multicluster.plugins.module_utils.module import PmxModule
 
 
 def route_names(registry, names, lookup):
@@ -258,7 +285,7 @@ def gather(pmx):
     params = pmx.params
     registry = pmx.registry
     names = registry.match(params['name'])
-    clusters = registry.validate_all_clusters(names, storages=params['storages'])
+    clusters = clusters_health(registry, names, storages=params['storages'])
     unreachable = [c['name'] for c in clusters if not c['reachable']]
     result = dict(changed=False, clusters=clusters, unreachable_clusters=unreachable,
                   default_cluster=registry.config.default_cluster,

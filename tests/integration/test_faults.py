@@ -189,7 +189,7 @@ def test_node_offline(fresh_lab, tmp_path):
                        write=True)
     assert start[0] is True and "node 'prod-pve1' of VM 'prod-batch01' (vmid 103) is offline" in start[1]
     assert 'nothing was changed' in start[1]
-    assert dict((n['node'], n['status']) for n in nodes[1]['nodes'])['prod-pve1'] != 'online'
+    assert dict((n['name'], n['status']) for n in nodes[1]['nodes'])['prod-pve1'] != 'online'
     result = play(lab, tmp_path, VM, [('info', {'name': ['production']}, {}, INFO),
                                       ('create', {'name': 'prod-new01', 'node': 'prod-pve1', 'memory': 512},
                                        MAY_FAIL)])
