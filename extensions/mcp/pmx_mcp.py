@@ -25,6 +25,10 @@ answer's errors / unreachable list, with the others' results, and is not
 asked again for 30 s (the core's memory of failed clusters), so the next
 calls answer at once. No tool result, tool error or log line carries a
 token secret, in any form (raw, escaped, URL-encoded).
+
+A foreseen failure (a ClusterError) is a tool error whose structured content is
+what a failed module returns: ``msg`` and ``error`` (type, cluster, status, upid,
+exitstatus, log: ClusterError.details()); see tool_error.
 """
 
 import argparse
@@ -58,7 +62,7 @@ if _ROOT and _ROOT not in sys.path:
 # pylint: disable=wrong-import-position
 from mcp.server.mcpserver import MCPServer  # noqa: E402
 from mcp.server.mcpserver.exceptions import ToolError  # noqa: E402
-from mcp.types import ToolAnnotations  # noqa: E402
+from mcp.types import CallToolResult, TextContent, ToolAnnotations  # noqa: E402
 from pydantic import Field  # noqa: E402
 
 from ansible_collections.pmx.multicluster.plugins.module_utils import snapshots  # noqa: E402
@@ -225,6 +229,18 @@ def _deadline(environ: Dict[str, str]) -> float:
     return value
 
 
+def tool_error(scrub: Scrubber, tool_name: str, exc: ClusterError) -> CallToolResult:
+    """A tool error (``isError``) that carries the failure as data, as a failed module does.
+
+    Its text is what the SDK makes of a raised ToolError; its structured content is a failed module's
+    ``msg`` and ``error`` (``ClusterError.details()``: type, cluster, status, upid, exitstatus, log), both
+    scrubbed. A client that ignores ``structuredContent`` on errors still reads the message.
+    """
+    message = scrub(str(exc))
+    return CallToolResult(content=[TextContent(type='text', text='Error executing tool %s: %s' % (tool_name, message))],
+                          structured_content={'msg': message, 'error': scrub.deep(exc.details())}, is_error=True)
+
+
 # ------------------------------------------------------------------ the tools
 
 def build_server(pmx: Pmx) -> MCPServer:
@@ -247,7 +263,7 @@ def build_server(pmx: Pmx) -> MCPServer:
                 try:
                     result = fn(*args, **kwargs)
                 except ClusterError as exc:
-                    raise ToolError(pmx.scrub(str(exc))) from None
+                    return tool_error(pmx.scrub, fn.__name__, exc)
                 except Exception as exc:  # pylint: disable=broad-exception-caught
                     # Unforeseen: one line on stderr (no traceback, no request data), a short tool error.
                     LOG.warning('%s failed unexpectedly: %s: %s', fn.__name__, type(exc).__name__, pmx.scrub(str(exc)))

@@ -14,22 +14,41 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import re
+from typing import Any, Dict, Optional
 
 # PVE's answers when a vmid is taken between GET /cluster/nextid and the create or clone:
 # "VM 106 already exists on node 'x'", "CT 106 already exists", "unable to create VM 106: config file already exists".
 VMID_TAKEN = re.compile(r"\b(?:VM|CT) \d+ already exists|config file already exists", re.I)
 
 
+# The attributes an error may carry besides its type, in the order ``details()`` lists them.
+DETAIL_FIELDS = ('cluster', 'status', 'upid', 'exitstatus', 'log')
+
+
 class ClusterError(Exception):
     """Base class: a problem with the configuration or a cluster, with an actionable message."""
 
-    def __init__(self, message, cluster=None):
+    def __init__(self, message: str, cluster: Optional[str] = None):
         super(ClusterError, self).__init__(message)
         self.message = message
         self.cluster = cluster
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.message
+
+    def details(self) -> Dict[str, Any]:
+        """The error as data, for a play to ``rescue`` on and an MCP client to read: ``type``, the class name
+        (``GuestLockedError``, ``TaskError``...), and where known ``cluster``, ``status`` (the HTTP status),
+        ``upid``, ``exitstatus`` and ``log`` (the last lines of the task's log).
+
+        Every front end returns this one form beside the message; each masks secrets in it as in the message.
+        """
+        out: Dict[str, Any] = {'type': type(self).__name__}
+        for name in DETAIL_FIELDS:
+            value = getattr(self, name, None)
+            if value is not None and value != []:
+                out[name] = list(value) if name == 'log' else value
+        return out
 
 
 class ConfigError(ClusterError):

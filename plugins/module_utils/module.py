@@ -7,7 +7,8 @@
 spec, loads the configuration and the registry once, registers every form of
 every token secret (raw, escaped, URL-encoded: redact.secret_forms) as a
 no_log value (so Ansible masks it even if it came from the environment or a
-.env file) and turns a ClusterError into ``fail_json``, its message scrubbed.
+.env file) and turns a ClusterError into ``fail_json``, its message scrubbed, with the
+error as data beside it (``error``: ``ClusterError.details()``, scrubbed too).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -15,6 +16,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import traceback
+from typing import Any, Callable, Dict
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
@@ -113,8 +115,14 @@ class PmxModule:
             self._registry = ClusterRegistry(config)
         return self._registry
 
-    def run(self, func):
-        """``exit_json(**func(self))``; a ClusterError becomes ``fail_json`` with its message.
+    def fail(self, error: ClusterError, **result: Any) -> None:
+        """``fail_json`` for a ClusterError: ``msg`` and ``error`` (its ``details()``), both scrubbed, and ``result``."""
+        extra = {'cluster': error.cluster} if error.cluster else {}
+        extra.update(result)
+        self.module.fail_json(msg=self.scrub(str(error)), error=self.scrub.deep(error.details()), **extra)
+
+    def run(self, func: Callable[['PmxModule'], Dict[str, Any]]) -> None:
+        """``exit_json(**func(self))``; a ClusterError becomes ``fail_json`` with its message (see ``fail``).
 
         A ``warnings`` list in the result (the core's non-fatal findings) becomes Ansible warnings.
         """
@@ -129,5 +137,4 @@ class PmxModule:
             self.module.exit_json(**result)
         # Outside the except block: a foreseeable error is a message, not a traceback
         # (ansible-core 2.19 attaches the exception being handled to fail_json).
-        extra = {'cluster': error.cluster} if error.cluster else {}
-        self.module.fail_json(msg=self.scrub(str(error)), **extra)
+        self.fail(error)

@@ -94,6 +94,49 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+error:
+  description:
+    - Why the module failed, as data beside C(msg), so that a play can C(rescue) on RV(error.type)
+      instead of matching the text of the message. The same fields as the MCP server's tool errors.
+    - Never contains a token secret.
+  returned: failure
+  type: dict
+  sample: {type: GuestLockedError, cluster: production}
+  contains:
+    type:
+      description:
+        - The kind of failure, the name of the error class, for example V(GuestLockedError) (a guest stayed
+          locked by another task), V(TaskError) (a Proxmox task did not end V(OK)), V(TaskTimeoutError),
+          V(ClusterNotFoundError) (an unknown cluster name), V(ClusterConnectionError), V(AuthenticationError),
+          V(PermissionDeniedError), V(ApiError), V(GuestNotFoundError), V(GuestConflictError),
+          V(NodeOfflineError), V(UnreadableClustersError) or V(ConfigError).
+      type: str
+      returned: always
+      sample: TaskError
+    cluster:
+      description: The cluster it happened on.
+      type: str
+      returned: when known
+      sample: production
+    status:
+      description: The HTTP status of the API's answer, when the API refused a request.
+      type: int
+      returned: when known
+      sample: 500
+    upid:
+      description: The id of the Proxmox task that failed.
+      type: str
+      returned: when a task failed
+    exitstatus:
+      description: How that task ended.
+      type: str
+      returned: when a task failed
+      sample: "command 'qm start 100' failed: exit code 1"
+    log:
+      description: The last lines of that task's log.
+      type: list
+      elements: str
+      returned: when a task failed
 default_cluster:
   description: The cluster used when no routing rule applies.
   returned: always
@@ -263,7 +306,10 @@ routes:
       sample: [{cluster: staging, error: "cluster 'staging' is unreachable: ..."}]
 '''
 
-from ansible_collections.pmx.multicluster.plugins.module_utils.errors import AmbiguousClusterSelectionError
+from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
+    AmbiguousClusterSelectionError,
+    UnreadableClustersError,
+)
 from ansible_collections.pmx.multicluster.plugins.module_utils.health import clusters_health
 from ansible_collections.pmx.multicluster.plugins.module_utils.module import PmxModule
 
@@ -292,8 +338,10 @@ def gather(pmx):
                   routes=route_names(registry, params['route'], params['route_lookup']))
     if unreachable and params['fail_on_unreachable']:
         reasons = '; '.join(c['error'] for c in clusters if not c['reachable'])
-        pmx.module.fail_json(msg='%d of %d clusters could not be queried: %s'
-                             % (len(unreachable), len(clusters), reasons), **result)
+        pmx.fail(UnreadableClustersError('%d of %d clusters could not be queried: %s'
+                                         % (len(unreachable), len(clusters), reasons),
+                                         dict((c['name'], c['error']) for c in clusters if not c['reachable'])),
+                 **result)
     return result
 
 
