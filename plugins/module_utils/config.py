@@ -42,7 +42,7 @@ from itertools import accumulate
 from collections import OrderedDict
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ConfigError
@@ -60,29 +60,67 @@ DEFAULT_TIMEOUT = 10
 DEFAULT_PORT = 8006
 LEGACY_CLUSTER = 'default'
 
+
+@dataclass(frozen=True)
+class Setting:
+    """One per-cluster setting, the one table every list of them derives from.
+
+    ``key``: its field of ClusterConfig and its name in the ``clusters`` option. ``suffixes``: of its variables
+    ``PROXMOX_CLUSTER_<name>_<SUFFIX>`` (legacy mode: ``PROXMOX_<SUFFIX>``), the preferred one first. ``type`` and
+    ``elements``: its Ansible option type. ``legacy``: read in legacy single-cluster mode too. ``stripped``: loses
+    surrounding whitespace, with a warning (it cannot be meant, and in an HTTP header a newline makes the HTTP
+    library refuse the request with the header, secret included, in its message). ``secret``: never shown.
+    The doc fragment (plugins/doc_fragments/pmx.py) and .env.example.multi describe the same settings; a unit
+    test checks that they list exactly these.
+    """
+
+    key: str
+    suffixes: Tuple[str, ...]
+    type: str = 'str'
+    elements: Optional[str] = None
+    legacy: bool = True
+    stripped: bool = False
+    secret: bool = False
+
+    def option(self) -> Dict[str, Any]:
+        """Its AnsibleModule argument spec entry (a suboption of ``clusters``)."""
+        spec: Dict[str, Any] = {'type': self.type}
+        if self.elements:
+            spec['elements'] = self.elements
+        if self.secret:
+            spec['no_log'] = True
+        return spec
+
+
+SETTINGS = (
+    Setting('api_url', ('API_URL',), 'list', 'str', stripped=True),
+    Setting('token_id', ('TOKEN_ID',), stripped=True),
+    Setting('token_secret', ('TOKEN_SECRET',), stripped=True, secret=True),
+    Setting('verify_ssl', ('VERIFY_SSL', 'VERIFY'), 'bool'),  # VERIFY: the seed's spelling
+    Setting('ca_bundle', ('CA_BUNDLE',), 'path'),
+    Setting('timeout', ('TIMEOUT',), 'float'),
+    Setting('region', ('REGION',), legacy=False),
+    Setting('tier', ('TIER',), legacy=False),
+    Setting('patterns', ('PATTERNS',), 'list', 'str', legacy=False),
+    Setting('default_node', ('DEFAULT_NODE',)),
+    Setting('default_storage', ('DEFAULT_STORAGE',)),
+    Setting('default_bridge', ('DEFAULT_BRIDGE',)),
+)
 # Per-cluster settings: field name -> suffixes of PROXMOX_CLUSTER_<name>_<SUFFIX>, the preferred one first.
-CLUSTER_SETTINGS = OrderedDict([
-    ('api_url', ('API_URL',)),
-    ('token_id', ('TOKEN_ID',)),
-    ('token_secret', ('TOKEN_SECRET',)),
-    ('verify_ssl', ('VERIFY_SSL', 'VERIFY')),  # VERIFY: the seed's spelling
-    ('ca_bundle', ('CA_BUNDLE',)),
-    ('timeout', ('TIMEOUT',)),
-    ('region', ('REGION',)),
-    ('tier', ('TIER',)),
-    ('patterns', ('PATTERNS',)),
-    ('default_node', ('DEFAULT_NODE',)),
-    ('default_storage', ('DEFAULT_STORAGE',)),
-    ('default_bridge', ('DEFAULT_BRIDGE',)),
-])
+CLUSTER_SETTINGS = OrderedDict((s.key, s.suffixes) for s in SETTINGS)
 # The settings legacy single-cluster mode reads, as PROXMOX_<SUFFIX>.
-LEGACY_SETTINGS = ('api_url', 'token_id', 'token_secret', 'verify_ssl', 'ca_bundle', 'timeout',
-                   'default_node', 'default_storage', 'default_bridge')
+LEGACY_SETTINGS = tuple(s.key for s in SETTINGS if s.legacy)
 # Keys accepted in explicit (task / inventory) cluster definitions.
 EXPLICIT_KEYS = tuple(CLUSTER_SETTINGS)
-# Settings that lose surrounding whitespace (with a warning): it cannot be meant, and in an HTTP header
-# a newline makes the HTTP library refuse the request with the header, secret included, in its message.
-STRIPPED = ('api_url', 'token_id', 'token_secret')
+STRIPPED = tuple(s.key for s in SETTINGS if s.stripped)
+
+
+def cluster_option_spec() -> Dict[str, Dict[str, Any]]:
+    """The suboptions of the ``clusters`` option (an AnsibleModule argument spec): ``name`` and every setting."""
+    spec: Dict[str, Dict[str, Any]] = {'name': {'type': 'str', 'required': True}}
+    spec.update((s.key, s.option()) for s in SETTINGS)
+    return spec
+
 
 CLUSTER_NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
 # PVE token ids: user@realm!tokenname (the token name starts with a letter).

@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
+from ansible_collections.pmx.multicluster.plugins.module_utils.config import cluster_option_spec
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ClusterError
 from ansible_collections.pmx.multicluster.plugins.module_utils.redact import Scrubber, secret_forms
 
@@ -35,31 +36,19 @@ except ImportError:  # pragma: no cover - only without the controller requiremen
     STATES = ()
 
 
-def pmx_argument_spec():
+def pmx_argument_spec() -> Dict[str, Any]:
     """Connection options every module shares (documented once in the pmx doc fragment)."""
     return dict(
         env_file=dict(type='path', fallback=(env_fallback, ['PROXMOX_ENV_FILE'])),
-        clusters=dict(type='list', elements='dict', options=dict(
-            name=dict(type='str', required=True),
-            api_url=dict(type='list', elements='str'),
-            token_id=dict(type='str'),
-            token_secret=dict(type='str', no_log=True),
-            verify_ssl=dict(type='bool'),
-            ca_bundle=dict(type='path'),
-            timeout=dict(type='float'),
-            region=dict(type='str'),
-            tier=dict(type='str'),
-            patterns=dict(type='list', elements='str'),
-            default_node=dict(type='str'),
-            default_storage=dict(type='str'),
-            default_bridge=dict(type='str'),
-        )),
+        # The per-cluster settings come from config.py's one table of them.
+        clusters=dict(type='list', elements='dict', options=cluster_option_spec()),
         default_cluster=dict(type='str'),
     )
 
 
-def pmx_guest_argument_spec():
-    """Options every guest module (pmx_vm, pmx_lxc) shares beside the connection and config options."""
+def pmx_guest_argument_spec() -> Dict[str, Any]:
+    """Options every guest module (pmx_vm, pmx_lxc) shares beside the connection and config options (documented
+    once in the pmx.guest doc fragment)."""
     return dict(
         cluster=dict(type='str'),
         vmid=dict(type='int'),

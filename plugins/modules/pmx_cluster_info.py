@@ -24,6 +24,7 @@ author:
 extends_documentation_fragment:
   - pmx.multicluster.pmx
   - pmx.multicluster.pmx.modules
+  - pmx.multicluster.pmx.actiongroup_pmx
 attributes:
   check_mode:
     support: full

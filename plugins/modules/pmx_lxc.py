@@ -29,37 +29,9 @@ options:
         two containers of the target cluster with it are an error naming both vmids.
       - O(hostname), O(vmid) or both are required; when both are given they must name the same container.
       - It must be a DNS name (letters, digits and C(-), parts separated by C(.)); anything else is refused
-        before any request. O(vmid) must be between 100 and 999999999.
+        before any request.
     type: str
     aliases: [name]
-  vmid:
-    description:
-      - ID of the container. A new container without one gets the cluster's next free id.
-    type: int
-  cluster:
-    description:
-      - The cluster to use instead of routing by name pattern. An unknown cluster is an error listing the configured ones.
-    type: str
-  node:
-    description:
-      - Node a new container is created (or cloned) on.
-      - Without it, the cluster's default node, or else the online node with the most free memory;
-        a clone stays on its source's node. RV(node_reason) says why. An existing container is never moved.
-    type: str
-  state:
-    description:
-      - V(present) creates a missing container (from O(ostemplate), or as a clone of O(clone)) and
-        otherwise brings the settings given in line (see O(update)).
-      - V(started), V(stopped) and V(restarted) do what V(present) does, then set the power state.
-        V(stopped) shuts the container down cleanly within O(timeout) seconds, and with O(force) then stops
-        it hard. V(restarted) reboots a running container and starts a stopped one.
-      - V(template) does what V(present) does, then shuts the container down and converts it to a template.
-      - A state other than V(present) creates a missing container only if the task says how; otherwise
-        it fails, so that a typo in a name does not create anything.
-      - V(absent) stops a running container and destroys it with its volumes.
-    type: str
-    choices: [present, absent, started, stopped, restarted, template]
-    default: present
   ostemplate:
     description:
       - OS template volume to create a new container from, for example
@@ -114,9 +86,6 @@ options:
   description:
     description: Description (notes) of the container.
     type: str
-  pool:
-    description: Resource pool for a new container (at creation or clone only).
-    type: str
   onboot:
     description: Start the container when its node boots.
     type: bool
@@ -130,53 +99,6 @@ options:
       - Public SSH keys for root in a new container, one per line.
       - Set at creation from O(ostemplate) only.
     type: str
-  clone:
-    description:
-      - Name or vmid of the container template (or container) in the same cluster to clone a new container from.
-      - The task's settings are applied to the clone afterwards. Only used when the container does not exist yet.
-        An unknown source is an error listing the cluster's container templates.
-    type: str
-  full:
-    description:
-      - V(true) for a full clone, V(false) for a linked one (which needs a template as the source).
-      - Proxmox clones a template linked and a container full by default.
-    type: bool
-  target_storage:
-    description: Storage for the volumes of a full clone.
-    type: str
-  config:
-    description:
-      - "Other container configuration keys and values, as the Proxmox API takes them, for example
-        C({cpulimit: 2, timezone: Europe/Berlin})."
-      - A key may not be given both here and as an option.
-    type: dict
-  force:
-    description:
-      - With O(state=stopped), O(state=restarted) or O(state=template), stop the container hard when it
-        has not shut down within O(timeout) seconds.
-    type: bool
-    default: false
-  purge:
-    description:
-      - With O(state=absent), also remove the container from backup and replication jobs, HA resources and ACLs.
-    type: bool
-    default: false
-  timeout:
-    description:
-      - Seconds to wait for each Proxmox task, for a clean shutdown, and for a locked container to be unlocked.
-    type: int
-    default: 300
-  restart_on_change:
-    description:
-      - Reboot a running container when changes wait for its next start (RV(pending)).
-    type: bool
-    default: false
-  update:
-    description:
-      - Bring an existing container's settings in line with the task. With V(false) the settings
-        only serve to create a missing container.
-    type: bool
-    default: true
 notes:
   - Routing and idempotence rely on hostnames, not vmids; one vmid may exist in several clusters.
   - Proxmox writes a container's configuration synchronously; changes it cannot apply to a running
@@ -194,7 +116,9 @@ attributes:
 extends_documentation_fragment:
   - pmx.multicluster.pmx
   - pmx.multicluster.pmx.modules
+  - pmx.multicluster.pmx.guest
   - pmx.multicluster.pmx.guests
+  - pmx.multicluster.pmx.actiongroup_pmx
 author:
   - pmx.multicluster contributors (@pmx-multicluster)
 version_added: 0.1.0
