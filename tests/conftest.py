@@ -377,8 +377,9 @@ class Inventory:
         self.stdout = proc.stdout
         self.stderr = proc.stderr
         # ansible-core 2.19 prints untrusted strings (all API data) as {"__ansible_unsafe": "..."}: unwrapped here.
-        self.data = (json.loads(proc.stdout, object_hook=lambda d: d['__ansible_unsafe'] if set(d) == {'__ansible_unsafe'}
-                                else d) if proc.returncode == 0 and proc.stdout.startswith('{') else None)
+        self.data = (json.loads(proc.stdout, object_hook=lambda d: d['__ansible_unsafe']
+                                if set(d) == {'__ansible_unsafe'} else d)
+                     if proc.returncode == 0 and proc.stdout.startswith('{') else None)
 
     @property
     def hosts(self):

@@ -137,7 +137,8 @@ class Pmx:
             try:
                 self.write_clusters = self.registry.match(self.write_setting)
             except ClusterError as exc:
-                self.write_error = ConfigError('PMX_MCP_WRITE_CLUSTERS: %s; no write is allowed until it is fixed' % exc)
+                self.write_error = ConfigError('PMX_MCP_WRITE_CLUSTERS: %s; no write is allowed until it is fixed'
+                                               % exc)
                 LOG.warning('%s', self.write_error)
 
     # ------------------------------------------------------------ helpers
@@ -163,7 +164,8 @@ class Pmx:
     def check_writable(self, cluster: str) -> None:
         """:raises ClusterError: writes are off, or the routed cluster is not in PMX_MCP_WRITE_CLUSTERS."""
         if not self.allow_write:
-            raise ClusterError('writes are disabled on this MCP server; start it with PMX_MCP_ALLOW_WRITE=1 to allow them')
+            raise ClusterError('writes are disabled on this MCP server; start it with PMX_MCP_ALLOW_WRITE=1 to allow '
+                               'them')
         if self.write_error is not None:
             raise self.write_error
         if self.write_clusters is not None and cluster not in self.write_clusters:
@@ -237,7 +239,8 @@ def tool_error(scrub: Scrubber, tool_name: str, exc: ClusterError) -> CallToolRe
     scrubbed. A client that ignores ``structuredContent`` on errors still reads the message.
     """
     message = scrub(str(exc))
-    return CallToolResult(content=[TextContent(type='text', text='Error executing tool %s: %s' % (tool_name, message))],
+    text = 'Error executing tool %s: %s' % (tool_name, message)
+    return CallToolResult(content=[TextContent(type='text', text=text)],
                           structured_content={'msg': message, 'error': scrub.deep(exc.details())}, is_error=True)
 
 
@@ -247,7 +250,8 @@ def build_server(pmx: Pmx) -> MCPServer:
     """The MCP server with its read tools, and its write tools when writes are enabled."""
     writes = ('Write tools are enabled%s.' % (' for clusters ' + ', '.join(pmx.write_clusters)
                                               if pmx.write_clusters is not None else '')
-              if pmx.allow_write else 'Write tools are disabled (the server was started without PMX_MCP_ALLOW_WRITE=1).')
+              if pmx.allow_write
+              else 'Write tools are disabled (the server was started without PMX_MCP_ALLOW_WRITE=1).')
     server = MCPServer(
         name='pmx-multicluster', log_level='WARNING',
         instructions='Several Proxmox VE clusters managed as one. A guest is routed to its cluster by an explicit '
@@ -320,7 +324,8 @@ def build_server(pmx: Pmx) -> MCPServer:
                     name_pattern: Annotated[Optional[str], Field(
                         description="Only names matching this glob, e.g. 'stg-web*'.")] = None,
                     tag: Annotated[Optional[str], Field(description='Only guests with this tag.')] = None,
-                    include_templates: Annotated[bool, Field(description='Also list templates.')] = True) -> dict[str, Any]:
+                    include_templates: Annotated[bool, Field(description='Also list templates.')] = True
+                    ) -> dict[str, Any]:
         """Guests of every cluster (or of the clusters matching `cluster`), queried concurrently, each with its
         cluster, vmid, name, type, status, node and tags. A cluster that is down is listed under errors and
         the others are still answered."""
@@ -372,7 +377,8 @@ def build_server(pmx: Pmx) -> MCPServer:
 
     @tool(READ, 'Recent Proxmox tasks')
     def recent_tasks(cluster: ClusterFilter = None,
-                     limit: Annotated[int, Field(description='How many tasks to return, newest first.', ge=1, le=500)] = 20,
+                     limit: Annotated[int, Field(description='How many tasks to return, newest first.', ge=1,
+                                                 le=500)] = 20,
                      errors_only: Annotated[bool, Field(description='Only tasks that did not end OK.')] = False
                      ) -> dict[str, Any]:
         """The most recent tasks (create, start, backup, migrate...) of one cluster or of all clusters, newest

@@ -16,7 +16,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import traceback
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
@@ -70,7 +70,7 @@ def pmx_guest_argument_spec() -> Dict[str, Any]:
 class PmxModule:
     """An AnsibleModule with the shared options, a lazily built registry and typed-error handling."""
 
-    def __init__(self, argument_spec=None, **kwargs):
+    def __init__(self, argument_spec: Optional[Dict[str, Any]] = None, **kwargs: Any):
         spec = pmx_argument_spec()
         spec.update(argument_spec or {})
         self.module = AnsibleModule(argument_spec=spec, **kwargs)
@@ -81,15 +81,15 @@ class PmxModule:
                                   exception=IMPORT_TRACEBACK)
 
     @property
-    def params(self):
+    def params(self) -> Dict[str, Any]:
         return self.module.params
 
     @property
-    def check_mode(self):
+    def check_mode(self) -> bool:
         return self.module.check_mode
 
     @property
-    def registry(self):
+    def registry(self) -> 'ClusterRegistry':
         """The ClusterRegistry for the task's configuration (a ConfigError propagates)."""
         if self._registry is None:
             config = load_config(env_file=self.params.get('env_file'), clusters=self.params.get('clusters'),
@@ -105,7 +105,8 @@ class PmxModule:
         return self._registry
 
     def fail(self, error: ClusterError, **result: Any) -> None:
-        """``fail_json`` for a ClusterError: ``msg`` and ``error`` (its ``details()``), both scrubbed, and ``result``."""
+        """``fail_json`` for a ClusterError: ``msg`` and ``error`` (its ``details()``), both scrubbed, and
+        ``result``."""
         extra = {'cluster': error.cluster} if error.cluster else {}
         extra.update(result)
         self.module.fail_json(msg=self.scrub(str(error)), error=self.scrub.deep(error.details()), **extra)

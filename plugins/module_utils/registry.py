@@ -217,7 +217,8 @@ class ClusterRegistry:
         found = self.locate(name=name, names=others)
         if found.clusters:
             where = '; '.join("cluster '%s' (%s)" % (cluster, ', '.join(
-                '%s vmid %s on node %s' % ('container' if g.get('type') == 'lxc' else 'VM', g.get('vmid'), g.get('node'))
+                '%s vmid %s on node %s'
+                % ('container' if g.get('type') == 'lxc' else 'VM', g.get('vmid'), g.get('node'))
                 for g in found.entries[cluster])) for cluster in found.clusters)
             raise GuestConflictError(
                 "the %s '%s' does not exist in cluster '%s', where its name routes it (%s), but a guest of that name "
@@ -248,15 +249,16 @@ class ClusterRegistry:
         client = self.client(route.cluster)
         entries = route.entries or client.get('cluster/resources', type='vm') or []
         found = [g for g in entries if g.get('type') in GUEST_TYPES
-                 and (vmid is None or int(g.get('vmid', -1)) == int(vmid)) and (not name or same_name(g.get('name'), name))]
+                 and (vmid is None or int(g.get('vmid', -1)) == int(vmid))
+                 and (not name or same_name(g.get('name'), name))]
         what = ' '.join(filter(None, ["'%s'" % name if name else '', '(vmid %s)' % vmid if vmid is not None else '']))
         if not found:
             unread = ''
             if route.unreadable:
                 unread = '; it may be in cluster(s) %s, which could not be read (%s)' % (
                     ', '.join("'%s'" % c for c in route.unreadable), '; '.join(route.unreadable.values()))
-            raise GuestNotFoundError("cluster '%s' (%s): no guest %s there%s" % (route.cluster, route.reason, what, unread),
-                                     route.cluster, 404)
+            raise GuestNotFoundError("cluster '%s' (%s): no guest %s there%s"
+                                     % (route.cluster, route.reason, what, unread), route.cluster, 404)
         if len(found) > 1:
             raise DuplicateGuestError("cluster '%s' has %d guests named %s (vmids %s); give vmid to pick one"
                                       % (route.cluster, len(found), what, ', '.join(str(g['vmid']) for g in found)),

@@ -243,7 +243,9 @@ clusters:
     guests:
       description: Guest counts per type (V(qemu), V(lxc)), each with C(running), C(stopped), C(total) and C(templates).
       type: dict
-      sample: {qemu: {running: 3, stopped: 1, total: 4, templates: 1}, lxc: {running: 1, stopped: 1, total: 2, templates: 0}}
+      sample:
+        qemu: {running: 3, stopped: 1, total: 4, templates: 1}
+        lxc: {running: 1, stopped: 1, total: 2, templates: 0}
     storages:
       description: Storages per node, when O(storages=true).
       type: list

@@ -108,10 +108,12 @@ seealso:
   - module: pmx.multicluster.pmx_cluster_info
 attributes:
   check_mode:
-    description: Reads the clusters and reports what would change (and the vmid and node a new container would get); writes nothing.
+    description: Reads the clusters and reports what would change (and the vmid and node a new container would
+      get); writes nothing.
     support: full
   diff_mode:
-    description: Shows the configuration keys that change, before and after, and changes of power state or template status.
+    description: Shows the configuration keys that change, before and after, and changes of power state or
+      template status.
     support: full
 extends_documentation_fragment:
   - pmx.multicluster.pmx
@@ -233,7 +235,8 @@ cluster:
   type: str
   sample: staging
 route_reason:
-  description: The routing rule that chose the cluster, such as V(explicit), V(pattern 'stg-*'), V(located) or V(default).
+  description: The routing rule that chose the cluster, such as V(explicit), V(pattern 'stg-*'), V(located) or
+    V(default).
   returned: always
   type: str
   sample: pattern 'stg-*'
@@ -294,7 +297,8 @@ tasks:
   elements: dict
   contains:
     action:
-      description: One of V(create), V(clone), V(update), V(start), V(shutdown), V(stop), V(reboot), V(template), V(delete).
+      description: One of V(create), V(clone), V(update), V(start), V(shutdown), V(stop), V(reboot), V(template),
+        V(delete).
       type: str
     upid:
       description: ID of the Proxmox task (V(null) for the synchronous configuration update).

@@ -1,8 +1,8 @@
 """pmx_cluster_info and the MCP server answer with the same rows: one builder each for nodes, storages, guests."""
 
-from conftest import INFO, lab_secrets, mcp, play
-
 from ansible_collections.pmx.multicluster.plugins.module_utils import health
+
+from conftest import INFO, lab_secrets, mcp, play
 
 # Fields that change from one read to the next on a running cluster.
 MOVING = {'cpu', 'uptime', 'memory_used', 'disk_used'}

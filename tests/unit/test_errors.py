@@ -10,8 +10,16 @@ import yaml
 
 from ansible_collections.pmx.multicluster.plugins.module_utils import errors
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
-    ApiError, ClusterError, ClusterNotFoundError, ConfigError, GuestLockedError, GuestNotFoundError, TaskError,
-    TaskTimeoutError, UnreadableClustersError)
+    ApiError,
+    ClusterError,
+    ClusterNotFoundError,
+    ConfigError,
+    GuestLockedError,
+    GuestNotFoundError,
+    TaskError,
+    TaskTimeoutError,
+    UnreadableClustersError,
+)
 from ansible_collections.pmx.multicluster.plugins.module_utils.redact import MASK, Scrubber
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,7 +31,8 @@ SECRET = '5ec2e700-0000-4bee-8f00-c0ffee000000'
     (ClusterError('on a cluster', 'staging'), {'type': 'ClusterError', 'cluster': 'staging'}),
     (ConfigError('PROXMOX_CLUSTERS is empty'), {'type': 'ConfigError'}),
     (ClusterNotFoundError('stagin', ['staging'], 'staging'), {'type': 'ClusterNotFoundError'}),
-    (GuestLockedError("VM 'x' is locked (backup)", 'production'), {'type': 'GuestLockedError', 'cluster': 'production'}),
+    (GuestLockedError("VM 'x' is locked (backup)", 'production'),
+     {'type': 'GuestLockedError', 'cluster': 'production'}),
     (ApiError('bad', 'dr', 400, {'memory': 'invalid'}), {'type': 'ApiError', 'cluster': 'dr', 'status': 400}),
     (GuestNotFoundError('no guest', 'dr', 404), {'type': 'GuestNotFoundError', 'cluster': 'dr', 'status': 404}),
     (TaskError('failed', 'production', 'UPID:pve1:1', 'command failed', ['line 1', 'TASK ERROR: x']),
