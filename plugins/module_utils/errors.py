@@ -14,7 +14,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import re
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterable, Mapping, Optional
 
 # PVE's answers when a vmid is taken between GET /cluster/nextid and the create or clone:
 # "VM 106 already exists on node 'x'", "CT 106 already exists", "unable to create VM 106: config file already exists".
@@ -58,7 +58,7 @@ class ConfigError(ClusterError):
 class ClusterNotFoundError(ClusterError):
     """A cluster name that is not configured; lists the known ones and suggests a close match."""
 
-    def __init__(self, name, known, suggestion=None):
+    def __init__(self, name: str, known: Iterable[str], suggestion: Optional[str] = None):
         message = "unknown cluster '%s'; configured clusters: %s" % (name, ', '.join(known) or '(none)')
         if suggestion:
             message += ". Did you mean '%s'?" % suggestion
@@ -71,7 +71,7 @@ class ClusterNotFoundError(ClusterError):
 class AmbiguousClusterSelectionError(ClusterError):
     """A guest name or lookup points at more than one cluster."""
 
-    def __init__(self, message, candidates):
+    def __init__(self, message: str, candidates: Iterable[str]):
         super(AmbiguousClusterSelectionError, self).__init__(message)
         self.candidates = list(candidates)
 
@@ -82,7 +82,7 @@ class UnreadableClustersError(ClusterError):
     ``clusters`` maps each unread cluster to why it could not be read.
     """
 
-    def __init__(self, message, clusters):
+    def __init__(self, message: str, clusters: Mapping[str, str]):
         super(UnreadableClustersError, self).__init__(message)
         self.clusters = dict(clusters)
 
@@ -102,7 +102,8 @@ class PermissionDeniedError(ClusterError):
 class ApiError(ClusterError):
     """The API answered with an error (400 parameter errors, 404, 5xx...)."""
 
-    def __init__(self, message, cluster=None, status=None, errors=None):
+    def __init__(self, message: str, cluster: Optional[str] = None, status: Optional[int] = None,
+                 errors: Optional[Dict[str, Any]] = None):
         super(ApiError, self).__init__(message, cluster)
         self.status = status
         self.errors = errors or {}
@@ -115,7 +116,8 @@ class ResourceNotFoundError(ApiError):
 class TaskError(ClusterError):
     """A Proxmox task (UPID) ended other than OK, or did not end in time."""
 
-    def __init__(self, message, cluster=None, upid=None, exitstatus=None, log=None):
+    def __init__(self, message: str, cluster: Optional[str] = None, upid: Optional[str] = None,
+                 exitstatus: Optional[str] = None, log: Optional[Iterable[str]] = None):
         super(TaskError, self).__init__(message, cluster)
         self.upid = upid
         self.exitstatus = exitstatus
