@@ -17,7 +17,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 VENV_PY_VERSION = $(shell $(VENV)/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 GET_PIP_CACHE = $(HOME)/.ansible/test/cache/get_pip_$(shell $(VENV)/bin/python -c 'from types import SimpleNamespace; from ansible_test._internal.python_requirements import get_venv_packages; print(get_venv_packages(SimpleNamespace(version="$(VENV_PY_VERSION)"))["pip"].replace(".", "_"))').py
 
-.PHONY: venv collection demo test sanity lint molecule changelog-lint bench clean
+.PHONY: venv collection demo test sanity lint ruff molecule changelog-lint bench clean
 
 # Each gate of `make test` prints how long it took ("[gate sanity: 212s]"): CI has 90 minutes on 2 cores.
 GATE = @start=$$(date +%s); trap 'echo "[gate $@: $$(( $$(date +%s) - start ))s]"' EXIT;
@@ -43,14 +43,18 @@ collection: venv
 demo: venv collection
 	$(VENV)/bin/python lab/pmxlab.py run --dir .lab -- $(VENV)/bin/ansible-playbook playbooks/demo.yml
 
-# The whole test suite: ansible-test sanity, ansible-lint, the changelog fragments, molecule, then pytest
+# The whole test suite: ruff, ansible-test sanity, ansible-lint, the changelog fragments, molecule, then pytest
 # (unit + integration) against the installed collection. pytest stays last, so its summary line ends the output.
-test: venv collection sanity lint changelog-lint molecule
+test: venv collection ruff sanity lint changelog-lint molecule
 	$(GATE) $(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
 
 # ansible-lint (profile production, offline; .ansible-lint) on the roles, playbooks and molecule scenarios.
 lint: venv collection
 	$(GATE) $(VENV)/bin/ansible-lint
+
+# ruff (ruff.toml: pycodestyle, pyflakes and import order) on the Python of the whole tree.
+ruff: venv
+	$(GATE) $(VENV)/bin/ruff check .
 
 # Check the changelog fragments in changelogs/fragments/ and changelogs/changelog.yaml.
 changelog-lint: venv

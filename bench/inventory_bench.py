@@ -50,14 +50,18 @@ CONFIG_VS_FACTS_FACTOR = 50.0
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--ansible-bin', default=str(REPO / '.cache' / 'bench-venv' / 'bin'),
-                        help='bin directory with ansible-inventory and community.proxmox (default .cache/bench-venv/bin)')
-    default_collections = (os.environ.get('ANSIBLE_COLLECTIONS_PATH') or '').split(os.pathsep)[0] or str(REPO / '.collections')
+                        help='bin directory with ansible-inventory and community.proxmox '
+                             '(default .cache/bench-venv/bin)')
+    default_collections = ((os.environ.get('ANSIBLE_COLLECTIONS_PATH') or '').split(os.pathsep)[0]
+                           or str(REPO / '.collections'))
     parser.add_argument('--collections', default=default_collections,
-                        help='where pmx.multicluster is installed (default: ANSIBLE_COLLECTIONS_PATH, else .collections)')
+                        help='where pmx.multicluster is installed '
+                             '(default: ANSIBLE_COLLECTIONS_PATH, else .collections)')
     parser.add_argument('--clusters', type=int, default=3)
     parser.add_argument('--guests', type=int, default=500, help='bulk guests per cluster (default 500)')
     parser.add_argument('--latency', type=float, default=0.02, help='seconds added to every response (default 0.02)')
-    parser.add_argument('--first-host', default='127.0.5.2', help='address of the first lab cluster (default 127.0.5.2)')
+    parser.add_argument('--first-host', default='127.0.5.2',
+                        help='address of the first lab cluster (default 127.0.5.2)')
     parser.add_argument('--repeat', type=int, default=3,
                         help='rounds of the fast scenarios (each once per round); the median counts (default 3)')
     parser.add_argument('--skip-facts', action='store_true', help='skip community.proxmox with want_facts (minutes)')
@@ -71,7 +75,8 @@ class Bench:
         self.workdir = workdir
         self.bin = Path(args.ansible_bin).absolute()
         if not (self.bin / 'ansible-inventory').exists():
-            sys.exit('no ansible-inventory in %s: run `make bench`, which installs the ansible package there' % self.bin)
+            sys.exit('no ansible-inventory in %s: run `make bench`, which installs the ansible package there'
+                     % self.bin)
 
     def env(self, extra=None):
         env = dict((k, v) for k, v in os.environ.items() if not k.startswith(('PROXMOX_', 'ANSIBLE_')))
@@ -110,9 +115,11 @@ class Bench:
             data = json.loads(text)
             # Hosts without variables are only in their groups' host lists, not in _meta.hostvars.
             hosts = len(set(data.get('_meta', {}).get('hostvars', {})).union(
-                *(entry.get('hosts', []) for name, entry in data.items() if name != '_meta' and isinstance(entry, dict))))
+                *(entry.get('hosts', []) for name, entry in data.items()
+                  if name != '_meta' and isinstance(entry, dict))))
         else:
-            hosts = len(set(line.split('|--')[-1] for line in text.splitlines() if '|--' in line and '|--@' not in line))
+            hosts = len(set(line.split('|--')[-1] for line in text.splitlines()
+                            if '|--' in line and '|--@' not in line))
         return wall, requests, hosts
 
     @staticmethod
@@ -131,7 +138,8 @@ class Bench:
                     for key, found in runs.items())
 
     def resources_once(self):
-        """One GET /cluster/resources?type=vm to each cluster, all at once, in fresh sessions (as a new process would)."""
+        """One GET /cluster/resources?type=vm to each cluster, all at once, in fresh sessions (as a new process
+        would)."""
         import requests
         errors = []
 
@@ -211,7 +219,8 @@ def main():
 
         # Bare hosts for the reference row: as many as the lab's guests, listed by a script, without variables.
         bare = workdir / 'bare-hosts.json'
-        bare.write_text(json.dumps({'all': {'hosts': ['guest%05d' % n for n in range(guests)]}, '_meta': {'hostvars': {}}}))
+        bare.write_text(json.dumps({'all': {'hosts': ['guest%05d' % n for n in range(guests)]},
+                                    '_meta': {'hostvars': {}}}))
         bare_script = workdir / 'bare-hosts.sh'
         bare_script.write_text('#!/bin/sh\nexec cat %s\n' % bare)
         bare_script.chmod(0o755)
@@ -219,7 +228,8 @@ def main():
         scenarios = []
         for mode in ('--list', '--graph'):
             scenarios += [
-                ((mode, 'static'), '%s one-host static inventory' % mode, lambda m=mode: bench.inventory([static], mode=m)),
+                ((mode, 'static'), '%s one-host static inventory' % mode,
+                 lambda m=mode: bench.inventory([static], mode=m)),
                 ((mode, 'call'), '%d concurrent GET /cluster/resources' % args.clusters, bench.resources_once),
                 ((mode, 'ours'), '%s pmx.multicluster.pmx, default options' % mode,
                  lambda m=mode: bench.inventory([plain], ours_env, m)),

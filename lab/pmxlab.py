@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import dataclasses
 import errno
+import importlib
 import inspect
 import ipaddress
 import os
@@ -441,8 +442,9 @@ class Lab(object):
             if self.running:
                 raise LabError('the lab is already running')
             try:
+                # make_cert imports cryptography lazily: import it here to fail early and clearly.
+                importlib.import_module('cryptography')
                 from fakepve.certs import make_cert
-                import cryptography  # noqa: F401 - make_cert imports it lazily; fail early and clearly
             except ModuleNotFoundError as exc:
                 raise LabError("pmxlab needs fakepve with its crypto extra: pip install 'fakepve[crypto]' "
                                '({0})'.format(exc)) from None

@@ -121,6 +121,17 @@ def ansible_env(env_file=None, extra=None):
     return env
 
 
+def _registered(tasks):
+    """The variables ``tasks`` register, in the blocks, rescues and always sections too."""
+    names = []
+    for task in tasks:
+        if 'register' in task:
+            names.append(task['register'])
+        for section in ('block', 'rescue', 'always'):
+            names.extend(_registered(task.get(section) or []))
+    return names
+
+
 def run_play(tmp_path, tasks, env_file=None, env=None, args=(), play_vars=None, timeout=300, start=False):
     """Run ``tasks`` on localhost with the real ansible-playbook and return a PlayResult (with ``start``:
     start it in the background and return a RunningPlay).
@@ -128,7 +139,7 @@ def run_play(tmp_path, tasks, env_file=None, env=None, args=(), play_vars=None, 
     Every variable a task registers is written to a JSON file in an ``always`` section, so a
     failing task still yields its result.
     """
-    registered = [t['register'] for t in tasks if 'register' in t]
+    registered = _registered(tasks)
     dump = dict((name, '{{ %s | default(None) }}' % name) for name in registered)
     # Numbered by the playbooks written so far (at once, unlike the results): two overlapping runs never share one.
     number = len(list(tmp_path.glob('play-*.yml')))
@@ -366,8 +377,9 @@ class Inventory:
         self.stdout = proc.stdout
         self.stderr = proc.stderr
         # ansible-core 2.19 prints untrusted strings (all API data) as {"__ansible_unsafe": "..."}: unwrapped here.
-        self.data = (json.loads(proc.stdout, object_hook=lambda d: d['__ansible_unsafe'] if set(d) == {'__ansible_unsafe'}
-                                else d) if proc.returncode == 0 and proc.stdout.startswith('{') else None)
+        self.data = (json.loads(proc.stdout, object_hook=lambda d: d['__ansible_unsafe']
+                                if set(d) == {'__ansible_unsafe'} else d)
+                     if proc.returncode == 0 and proc.stdout.startswith('{') else None)
 
     @property
     def hosts(self):

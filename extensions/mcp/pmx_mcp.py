@@ -25,6 +25,10 @@ answer's errors / unreachable list, with the others' results, and is not
 asked again for 30 s (the core's memory of failed clusters), so the next
 calls answer at once. No tool result, tool error or log line carries a
 token secret, in any form (raw, escaped, URL-encoded).
+
+A foreseen failure (a ClusterError) is a tool error whose structured content is
+what a failed module returns: ``msg`` and ``error`` (type, cluster, status, upid,
+exitstatus, log: ClusterError.details()); see tool_error.
 """
 
 import argparse
@@ -58,25 +62,34 @@ if _ROOT and _ROOT not in sys.path:
 # pylint: disable=wrong-import-position
 from mcp.server.mcpserver import MCPServer  # noqa: E402
 from mcp.server.mcpserver.exceptions import ToolError  # noqa: E402
-from mcp.types import ToolAnnotations  # noqa: E402
+from mcp.types import CallToolResult, TextContent, ToolAnnotations  # noqa: E402
 from pydantic import Field  # noqa: E402
 
 from ansible_collections.pmx.multicluster.plugins.module_utils import snapshots  # noqa: E402
+from ansible_collections.pmx.multicluster.plugins.module_utils.config import load_config  # noqa: E402
+from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ClusterError, ConfigError  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.lookup import source_type  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.manager import GuestManager  # noqa: E402
-from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import (  # noqa: E402
-    GuestSpec, simple_vm_config)
-from ansible_collections.pmx.multicluster.plugins.module_utils.pve.checks import (  # noqa: E402
-    check_guest_name, check_vmid)
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import GuestSpec, simple_vm_config  # noqa: E402
+from ansible_collections.pmx.multicluster.plugins.module_utils.health import (  # noqa: E402
+    GUEST_TYPES,
+    clusters_health,
+    guest_row,
+    node_row,
+    storage_row,
+)
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.checks import check_guest_name, check_vmid  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import (  # noqa: E402
-    DEFAULT_TIMEOUT, QEMU, guest_path, kind_of)
-from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import as_bool, parse_tags  # noqa: E402
-from ansible_collections.pmx.multicluster.plugins.module_utils.config import load_config  # noqa: E402
-from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (  # noqa: E402
-    ClusterError, ConfigError)
+    DEFAULT_TIMEOUT,
+    QEMU,
+    guest_path,
+    kind_of,
+)
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import as_bool  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.redact import Scrubber  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.registry import ClusterRegistry  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.router import unreadable_error  # noqa: E402
+
 # pylint: enable=wrong-import-position
 
 LOG = logging.getLogger('pmx_mcp')
@@ -136,7 +149,8 @@ class Pmx:
             try:
                 self.write_clusters = self.registry.match(self.write_setting)
             except ClusterError as exc:
-                self.write_error = ConfigError('PMX_MCP_WRITE_CLUSTERS: %s; no write is allowed until it is fixed' % exc)
+                self.write_error = ConfigError('PMX_MCP_WRITE_CLUSTERS: %s; no write is allowed until it is fixed'
+                                               % exc)
                 LOG.warning('%s', self.write_error)
 
     # ------------------------------------------------------------ helpers
@@ -162,7 +176,8 @@ class Pmx:
     def check_writable(self, cluster: str) -> None:
         """:raises ClusterError: writes are off, or the routed cluster is not in PMX_MCP_WRITE_CLUSTERS."""
         if not self.allow_write:
-            raise ClusterError('writes are disabled on this MCP server; start it with PMX_MCP_ALLOW_WRITE=1 to allow them')
+            raise ClusterError('writes are disabled on this MCP server; start it with PMX_MCP_ALLOW_WRITE=1 to allow '
+                               'them')
         if self.write_error is not None:
             raise self.write_error
         if self.write_clusters is not None and cluster not in self.write_clusters:
@@ -238,12 +253,17 @@ def _deadline(environ: Dict[str, str]) -> float:
     return value
 
 
-def _guest_row(cluster: str, guest: Dict) -> Dict:
-    tags = parse_tags(guest.get('tags'))
-    return {'cluster': cluster, 'vmid': int(guest['vmid']), 'name': guest.get('name'), 'type': guest.get('type'),
-            'status': guest.get('status'), 'node': guest.get('node'), 'template': bool(guest.get('template')),
-            'tags': tags, 'pool': guest.get('pool'), 'cpus': guest.get('maxcpu'), 'memory_bytes': guest.get('maxmem'),
-            'uptime': guest.get('uptime')}
+def tool_error(scrub: Scrubber, tool_name: str, exc: ClusterError) -> CallToolResult:
+    """A tool error (``isError``) that carries the failure as data, as a failed module does.
+
+    Its text is what the SDK makes of a raised ToolError; its structured content is a failed module's
+    ``msg`` and ``error`` (``ClusterError.details()``: type, cluster, status, upid, exitstatus, log), both
+    scrubbed. A client that ignores ``structuredContent`` on errors still reads the message.
+    """
+    message = scrub(str(exc))
+    text = 'Error executing tool %s: %s' % (tool_name, message)
+    return CallToolResult(content=[TextContent(type='text', text=text)],
+                          structured_content={'msg': message, 'error': scrub.deep(exc.details())}, is_error=True)
 
 
 # ------------------------------------------------------------------ the tools
@@ -252,7 +272,8 @@ def build_server(pmx: Pmx) -> MCPServer:
     """The MCP server with its read tools, and its write tools when writes are enabled."""
     writes = ('Write tools are enabled%s.' % (' for clusters ' + ', '.join(pmx.write_clusters)
                                               if pmx.write_clusters is not None else '')
-              if pmx.allow_write else 'Write tools are disabled (the server was started without PMX_MCP_ALLOW_WRITE=1).')
+              if pmx.allow_write
+              else 'Write tools are disabled (the server was started without PMX_MCP_ALLOW_WRITE=1).')
     server = MCPServer(
         name='pmx-multicluster', log_level='WARNING',
         instructions='Several Proxmox VE clusters managed as one. A guest is routed to its cluster by an explicit '
@@ -268,7 +289,7 @@ def build_server(pmx: Pmx) -> MCPServer:
                 try:
                     result = fn(*args, **kwargs)
                 except ClusterError as exc:
-                    raise ToolError(pmx.scrub(str(exc))) from None
+                    return tool_error(pmx.scrub, fn.__name__, exc)
                 except Exception as exc:  # pylint: disable=broad-exception-caught
                     # Unforeseen: one line on stderr (no traceback, no request data), a short tool error.
                     LOG.warning('%s failed unexpectedly: %s: %s', fn.__name__, type(exc).__name__, pmx.scrub(str(exc)))
@@ -286,7 +307,7 @@ def build_server(pmx: Pmx) -> MCPServer:
         patterns, region and tier. Clusters are queried concurrently; an unreachable one is listed with
         reachable=false and the error, it does not fail the call."""
         registry = pmx.reg()
-        health = registry.validate_all_clusters(deadline=pmx.deadline)
+        health = clusters_health(registry, deadline=pmx.deadline)
         return {'clusters': health, 'default_cluster': registry.config.default_cluster,
                 'reachable': [c['name'] for c in health if c['reachable']],
                 'unreachable': [{'cluster': c['name'], 'error': c['error']} for c in health if not c['reachable']],
@@ -299,7 +320,7 @@ def build_server(pmx: Pmx) -> MCPServer:
         and storages. An unreachable cluster is answered with reachable=false and the error."""
         registry = pmx.reg()
         name = registry.router.resolve_cluster(cluster)
-        info = registry.validate_all_clusters([name], storages=True, deadline=pmx.deadline)[0]
+        info = clusters_health(registry, [name], storages=True, deadline=pmx.deadline)[0]
         info['is_default'] = name == registry.config.default_cluster
         info['writable'] = pmx.writable(name)
         return info
@@ -313,9 +334,7 @@ def build_server(pmx: Pmx) -> MCPServer:
         nodes = []
         for name, result in results.items():
             for node in sorted(result.value or [], key=lambda n: n.get('node') or ''):
-                nodes.append({'cluster': name, 'node': node.get('node'), 'status': node.get('status'),
-                              'cpu': node.get('cpu'), 'maxcpu': node.get('maxcpu'), 'memory_used': node.get('mem'),
-                              'memory_total': node.get('maxmem'), 'uptime': node.get('uptime')})
+                nodes.append(dict({'cluster': name}, **node_row(node)))
         return {'nodes': nodes, 'clusters': names, 'errors': pmx.errors(results)}
 
     @tool(READ, 'List guests (VMs and containers)')
@@ -327,7 +346,8 @@ def build_server(pmx: Pmx) -> MCPServer:
                     name_pattern: Annotated[Optional[str], Field(
                         description="Only names matching this glob, e.g. 'stg-web*'.")] = None,
                     tag: Annotated[Optional[str], Field(description='Only guests with this tag.')] = None,
-                    include_templates: Annotated[bool, Field(description='Also list templates.')] = True) -> dict[str, Any]:
+                    include_templates: Annotated[bool, Field(description='Also list templates.')] = True
+                    ) -> dict[str, Any]:
         """Guests of every cluster (or of the clusters matching `cluster`), queried concurrently, each with its
         cluster, vmid, name, type, status, node and tags. A cluster that is down is listed under errors and
         the others are still answered."""
@@ -336,9 +356,9 @@ def build_server(pmx: Pmx) -> MCPServer:
         guests = []
         for name, result in results.items():
             for guest in result.value or []:
-                if guest.get('type') not in ('qemu', 'lxc'):
+                if guest.get('type') not in GUEST_TYPES:
                     continue
-                row = _guest_row(name, guest)
+                row = dict({'cluster': name}, **guest_row(guest))
                 if ((status and row['status'] != status) or (type and row['type'] != type)
                         or (name_pattern and not fnmatch.fnmatchcase(row['name'] or '', name_pattern))
                         or (tag and tag.lower() not in [t.lower() for t in row['tags']])
@@ -373,16 +393,14 @@ def build_server(pmx: Pmx) -> MCPServer:
         rows = []
         for name, result in results.items():
             for res in result.value or []:
-                rows.append({'cluster': name, 'node': res.get('node'), 'storage': res.get('storage'),
-                             'type': res.get('plugintype'), 'status': res.get('status'), 'content': res.get('content'),
-                             'shared': bool(res.get('shared')), 'used_bytes': res.get('disk'),
-                             'total_bytes': res.get('maxdisk')})
+                rows.append(dict({'cluster': name}, **storage_row(res)))
         rows.sort(key=lambda r: (names.index(r['cluster']), r['node'] or '', r['storage'] or ''))
         return {'storages': rows, 'clusters': names, 'errors': pmx.errors(results)}
 
     @tool(READ, 'Recent Proxmox tasks')
     def recent_tasks(cluster: ClusterFilter = None,
-                     limit: Annotated[int, Field(description='How many tasks to return, newest first.', ge=1, le=500)] = 20,
+                     limit: Annotated[int, Field(description='How many tasks to return, newest first.', ge=1,
+                                                 le=500)] = 20,
                      errors_only: Annotated[bool, Field(description='Only tasks that did not end OK.')] = False
                      ) -> dict[str, Any]:
         """The most recent tasks (create, start, backup, migrate...) of one cluster or of all clusters, newest
@@ -535,8 +553,9 @@ def _write_tools(pmx: Pmx, tool) -> None:
                     name: Annotated[str, Field(description='Name of the new guest; it decides the cluster.')],
                     cluster: ClusterArg = None, vmid: VmidArg = None,
                     node: Annotated[Optional[str], Field(description='Target node; default: the source node.')] = None,
-                    full: Annotated[Optional[bool], Field(description='Full clone (true) or linked clone of a '
-                                                                      'template (false); default: PVE decides.')] = None,
+                    full: Annotated[Optional[bool], Field(
+                        description='Full clone (true) or linked clone of a template (false); default: PVE decides.')]
+                    = None,
                     start: Annotated[bool, Field(description='Start it once cloned.')] = False,
                     timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
         """Clone a template or guest into a new guest named `name`, on the cluster that name routes to. If a guest

@@ -118,6 +118,109 @@ notes:
     refused before any request.
 '''
 
+    # The options every guest module (pmx_vm, pmx_lxc) shares: module_utils/module.py's pmx_guest_argument_spec.
+    GUEST = r'''
+options:
+  cluster:
+    description:
+      - The cluster to use, overriding routing by name pattern. An unknown name is an error that lists the
+        configured clusters.
+    type: str
+  vmid:
+    description:
+      - ID of the guest. A new guest created without one gets the cluster's next free id.
+      - It must be between 100 and 999999999.
+    type: int
+  state:
+    description:
+      - V(present) creates the guest if it is missing (from the task's settings, or as a clone of O(clone)),
+        and otherwise brings its configuration in line with the settings given (see O(update)).
+      - V(started), V(stopped) and V(restarted) do the same as V(present), then set the power state.
+        V(stopped) asks the guest to shut down and waits up to O(timeout) seconds; with O(force) it then
+        stops the guest hard. V(restarted) reboots a running guest and starts a stopped one.
+      - V(template) does the same as V(present), then shuts the guest down and converts it to a template.
+      - With a state other than V(present), a missing guest is created only when the task says what to create
+        it from (O(clone) or a setting); otherwise the module fails, so that a mistyped name creates nothing.
+      - V(absent) stops the guest if it is running and destroys it with its disks.
+    type: str
+    choices: [present, absent, started, stopped, restarted, template]
+    default: present
+  node:
+    description:
+      - Node to create a new guest on (or to clone it to).
+      - When not given, a new guest goes to the cluster's default node (C(PROXMOX_CLUSTER_<name>_DEFAULT_NODE))
+        or else to the online node with the most free memory; a clone stays on the node of its source.
+        RV(node_reason) says which rule chose it.
+      - An existing guest is never moved.
+    type: str
+  clone:
+    description:
+      - Name or vmid of the template (or guest of the same type) in the same cluster to clone a new guest from.
+      - The settings of the task are applied to the clone afterwards.
+      - Only used when the guest does not exist yet. An unknown source is an error that lists the cluster's
+        templates of that type.
+    type: str
+  full:
+    description:
+      - Make a full clone (V(true)) or a linked clone (V(false)), which needs a template as its source.
+      - Proxmox's default is a linked clone of a template and a full clone of any other guest.
+    type: bool
+  target_storage:
+    description:
+      - Storage for the disks of a full clone. Not allowed for a linked clone.
+    type: str
+  pool:
+    description: Resource pool to put a new guest in (at creation or clone only).
+    type: str
+  config:
+    description:
+      - "Any other Proxmox configuration keys of the guest and their values, as the API takes them, for example
+        C({balloon: 1024, numa: 1, serial0: socket}) for a VM or C({cpulimit: 2, timezone: Europe/Berlin})
+        for a container."
+      - A key may not be given both here and as an option.
+    type: dict
+  purge:
+    description:
+      - With O(state=absent), also remove the guest from backup jobs, replication jobs, HA resources and ACLs,
+        and destroy disks that are not referenced in its configuration.
+    type: bool
+    default: false
+  force:
+    description:
+      - With O(state=stopped), O(state=restarted) or O(state=template), stop the guest hard when it has not shut
+        down within O(timeout) seconds.
+    type: bool
+    default: false
+  timeout:
+    description:
+      - Seconds to wait for each Proxmox task, for a graceful shutdown, and for a locked guest to be unlocked.
+    type: int
+    default: 300
+  restart_on_change:
+    description:
+      - Reboot a running guest when configuration changes wait for its next start (RV(pending)), so that they
+        take effect.
+    type: bool
+    default: false
+  update:
+    description:
+      - Whether the configuration of an existing guest is brought in line with the settings given.
+      - With V(false) the settings only serve to create a missing guest.
+    type: bool
+    default: true
+'''
+
+    # For the modules of the action group pmx (meta/runtime.yml).
+    ACTIONGROUP_PMX = r'''
+options: {}
+attributes:
+  action_group:
+    description: Use C(group/pmx.multicluster.pmx) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - pmx.multicluster.pmx
+'''
+
     # For modules only: where they run.
     MODULES = r'''
 options: {}

@@ -193,10 +193,10 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
+from ansible import template as ansible_template
 from ansible.errors import AnsibleParserError
 from ansible.inventory.group import to_safe_group_name
 from ansible.module_utils.common.text.converters import to_native, to_text
-from ansible import template as ansible_template
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ApiError, ClusterError
@@ -314,7 +314,8 @@ def hostnames(records, template):
     duplicates = {}
     for i, name in enumerate(names):
         if name != base[i]:
-            duplicates.setdefault(base[i], []).append('%s (%s vmid %s)' % (name, records[i]['cluster'], records[i]['vmid']))
+            duplicates.setdefault(base[i], []).append('%s (%s vmid %s)'
+                                                      % (name, records[i]['cluster'], records[i]['vmid']))
     return names, duplicates
 
 
@@ -551,7 +552,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             except Exception as exc:  # noqa: BLE001 - any template error; strict decides
                 if self.get_option('strict'):
                     raise AnsibleParserError('pmx inventory: filter %r failed for %s in cluster %s: %s'
-                                             % (expression, hostvars['pmx_name'], hostvars['pmx_cluster'], to_native(exc)))
+                                             % (expression, hostvars['pmx_name'], hostvars['pmx_cluster'],
+                                                to_native(exc)))
                 return False
         return True
 
@@ -564,7 +566,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         names, duplicates = hostnames([pair[0] for pair in kept], self.get_option('hostname_template'))
         if duplicates:
             self.display.warning('pmx inventory: guest names used more than once, each named with its cluster: %s'
-                                 % '; '.join('%s -> %s' % (name, ', '.join(hosts)) for name, hosts in sorted(duplicates.items())))
+                                 % '; '.join('%s -> %s' % (name, ', '.join(hosts))
+                                             for name, hosts in sorted(duplicates.items())))
 
         prefix = self.get_option('group_prefix')
         strict = self.get_option('strict')

@@ -36,11 +36,23 @@ from typing import Any, Callable, Dict, List, Optional
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.config import ClusterConfig
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
-    ApiError, AuthenticationError, ClusterConnectionError, ConfigError, PermissionDeniedError, ResourceNotFoundError,
-    says_not_found)
+    ApiError,
+    AuthenticationError,
+    ClusterConnectionError,
+    ConfigError,
+    PermissionDeniedError,
+    ResourceNotFoundError,
+    says_not_found,
+)
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import DEFAULT_TIMEOUT
 from ansible_collections.pmx.multicluster.plugins.module_utils.tasks import (
-    TASK_LOG_TAIL, TASK_POLL, run_task, task_log_tail, task_node, wait_task)
+    TASK_LOG_TAIL,
+    TASK_POLL,
+    run_task,
+    task_log_tail,
+    task_node,
+    wait_task,
+)
 
 try:
     import requests

@@ -26,430 +26,60 @@ set twice with different values. Only ``PROXMOX_`` values of the ``.env`` file a
 ``${VAR}`` in one resolves as python-dotenv's ``load_dotenv`` resolves it: from the environment,
 else from the lines above it in the file.
 
-This file is pure Python: no Ansible import, so the MCP server shares it.
+The settings and their values are in settings.py, the ``.env`` reader in envfile.py; their public names
+are importable from here too. This file is pure Python: no Ansible import, so the MCP server shares it.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import io
 import os
 import re
-import stat
-from bisect import bisect_left
-from itertools import accumulate
 from collections import OrderedDict
-from collections.abc import Mapping as MappingABC
-from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Tuple
-from urllib.parse import urlsplit
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from ansible_collections.pmx.multicluster.plugins.module_utils.envfile import (
+    HAS_DOTENV,
+    EnvText,
+    read_env_file,
+    scan_env_text,
+)
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ConfigError
+from ansible_collections.pmx.multicluster.plugins.module_utils.settings import (
+    CLUSTER_SETTINGS,
+    DEFAULT_CACHE_TTL,
+    DEFAULT_PORT,
+    DEFAULT_TIMEOUT,
+    EXPLICIT_KEYS,
+    LEGACY_CLUSTER,
+    LEGACY_SETTINGS,
+    PREFIX,
+    SETTINGS,
+    STRIPPED,
+    TOKEN_ID_RE,
+    ClusterConfig,
+    RegistryConfig,
+    Setting,
+    as_bool,
+    as_list,
+    cluster_option_spec,
+    normalise_name,
+    parse_api_url,
+    refuse_credentials,
+)
 
-try:
-    from dotenv.parser import parse_stream
-    from dotenv.variables import parse_variables
-    HAS_DOTENV = True
-except ImportError:  # pragma: no cover - declared requirement; only reading a .env file needs it
-    HAS_DOTENV = False
-
-PREFIX = 'PROXMOX_'
-DEFAULT_CACHE_TTL = 3600
-DEFAULT_TIMEOUT = 10
-DEFAULT_PORT = 8006
-LEGACY_CLUSTER = 'default'
-
-# Per-cluster settings: field name -> suffixes of PROXMOX_CLUSTER_<name>_<SUFFIX>, the preferred one first.
-CLUSTER_SETTINGS = OrderedDict([
-    ('api_url', ('API_URL',)),
-    ('token_id', ('TOKEN_ID',)),
-    ('token_secret', ('TOKEN_SECRET',)),
-    ('verify_ssl', ('VERIFY_SSL', 'VERIFY')),  # VERIFY: the seed's spelling
-    ('ca_bundle', ('CA_BUNDLE',)),
-    ('timeout', ('TIMEOUT',)),
-    ('region', ('REGION',)),
-    ('tier', ('TIER',)),
-    ('patterns', ('PATTERNS',)),
-    ('default_node', ('DEFAULT_NODE',)),
-    ('default_storage', ('DEFAULT_STORAGE',)),
-    ('default_bridge', ('DEFAULT_BRIDGE',)),
-])
-# The settings legacy single-cluster mode reads, as PROXMOX_<SUFFIX>.
-LEGACY_SETTINGS = ('api_url', 'token_id', 'token_secret', 'verify_ssl', 'ca_bundle', 'timeout',
-                   'default_node', 'default_storage', 'default_bridge')
-# Keys accepted in explicit (task / inventory) cluster definitions.
-EXPLICIT_KEYS = tuple(CLUSTER_SETTINGS)
-# Settings that lose surrounding whitespace (with a warning): it cannot be meant, and in an HTTP header
-# a newline makes the HTTP library refuse the request with the header, secret included, in its message.
-STRIPPED = ('api_url', 'token_id', 'token_secret')
+# What the front ends and tests import from here, wherever it is defined.
+__all__ = [
+    'CLUSTER_SETTINGS', 'DEFAULT_CACHE_TTL', 'DEFAULT_PORT', 'DEFAULT_TIMEOUT', 'EXPLICIT_KEYS', 'HAS_DOTENV',
+    'LEGACY_CLUSTER', 'LEGACY_SETTINGS', 'PREFIX', 'SETTINGS', 'STRIPPED', 'ClusterConfig', 'EnvText',
+    'RegistryConfig', 'Setting', 'cluster_option_spec', 'load_config', 'normalise_name', 'parse_api_url',
+    'read_env_file', 'refuse_credentials', 'scan_env_text',
+]
 
 CLUSTER_NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
-# PVE token ids: user@realm!tokenname (the token name starts with a letter).
-TOKEN_ID_RE = re.compile(r'^(?P<user>[^\s@!:]+@[^\s@!:]+)!(?P<name>[A-Za-z][A-Za-z0-9._-]*)$')
-TRUE = ('1', 'true', 'yes', 'on', 'y')
-FALSE = ('0', 'false', 'no', 'off', 'n')
 PEM_CERTIFICATE = re.compile(br'-----BEGIN (?:TRUSTED )?CERTIFICATE-----')
 CONTROL_CHARACTER = re.compile(r'[\x00-\x1f\x7f]')
-
-
-@dataclass
-class ClusterConfig:
-    """One cluster: where it is, how to authenticate, its metadata and routing patterns.
-
-    ``token_secret`` is excluded from ``repr`` and from :meth:`public`, so
-    printing a config never shows it.
-    """
-
-    name: str
-    api_urls: List[str]
-    token_id: str
-    token_secret: str = field(repr=False)
-    verify_ssl: bool = True
-    ca_bundle: Optional[str] = None
-    timeout: float = DEFAULT_TIMEOUT
-    region: Optional[str] = None
-    tier: Optional[str] = None
-    patterns: List[str] = field(default_factory=list)
-    default_node: Optional[str] = None
-    default_storage: Optional[str] = None
-    default_bridge: Optional[str] = None
-
-    @property
-    def api_url(self) -> str:
-        """The first (preferred) API URL."""
-        return self.api_urls[0]
-
-    @property
-    def verify(self):
-        """What ``requests`` takes as ``verify``: False, True or the CA bundle path."""
-        if not self.verify_ssl:
-            return False
-        return self.ca_bundle or True
-
-    @property
-    def token_user(self) -> str:
-        return TOKEN_ID_RE.match(self.token_id).group('user')
-
-    @property
-    def token_name(self) -> str:
-        return TOKEN_ID_RE.match(self.token_id).group('name')
-
-    def public(self) -> Dict:
-        """Everything a user may see: no secret."""
-        return {
-            'name': self.name,
-            'api_url': self.api_url,
-            'api_urls': list(self.api_urls),
-            'token_id': self.token_id,
-            'verify_ssl': self.verify_ssl,
-            'ca_bundle': self.ca_bundle,
-            'region': self.region,
-            'tier': self.tier,
-            'patterns': list(self.patterns),
-        }
-
-
-@dataclass
-class RegistryConfig:
-    """All clusters, the default one, the client cache TTL and the global prefix map."""
-
-    clusters: 'OrderedDict[str, ClusterConfig]'
-    default_cluster: str
-    cache_ttl: int = DEFAULT_CACHE_TTL
-    # (prefix, cluster) pairs from PROXMOX_CLUSTER_PATTERNS, in the order given.
-    prefix_patterns: List[Tuple[str, str]] = field(default_factory=list)
-    # Non-fatal problems (for example an .env file readable by others) for the front end to show.
-    warnings: List[str] = field(default_factory=list)
-    env_file: Optional[str] = None
-
-    @property
-    def names(self) -> List[str]:
-        return list(self.clusters)
-
-    @property
-    def secrets(self) -> List[str]:
-        """Every token secret, for front ends that scrub output."""
-        return [c.token_secret for c in self.clusters.values() if c.token_secret]
-
-
-def normalise_name(name: str) -> str:
-    """The shell-safe spelling of a cluster name: upper case, ``-`` and ``.`` as ``_``."""
-    return re.sub(r'[^A-Za-z0-9_]', '_', name).upper()
-
-
-# ----------------------------------------------------------------------------------------- the .env file
-#
-# python-dotenv's parser costs about 30 microseconds a line, which a .env file shared with other tools
-# (thousands of lines) turns into most of a task's start-up. So the common lines are read here and
-# python-dotenv reads every other one. A common line is printable ASCII: a blank line, a comment, or
-# KEY=VALUE with a value unquoted, or quoted without a backslash or that quote inside. For those,
-# python-dotenv's grammar reduces to the two expressions below (an unquoted value loses an inline
-# " #comment" and trailing blanks; after a quoted one only a comment may follow).
-# tests/unit/test_config.py compares both readings on tricky lines.
-
-_NEWLINE = re.compile(r'(\r\n|\n|\r)')
-_BLANK_OR_COMMENT = re.compile(r'[ \t]*(?:#.*)?$')
-_SIMPLE_BINDING = re.compile(
-    r'[ \t]*(?:export[ \t]+)?([A-Za-z0-9_.-]+)=([ \t]*)'
-    r'(?:"([\t !#-\[\]-~]*)"[ \t]*(?:#.*)?'          # "double-quoted"
-    r"|'([\t -&(-\[\]-~]*)'[ \t]*(?:#.*)?"           # 'single-quoted'
-    r'|([\t !#-&(-~]*))$')                           # unquoted
-_INLINE_COMMENT = re.compile(r'\s+#.*')
-
-
-def _dotenv_bindings(text: str):
-    """python-dotenv's bindings of ``text``: (key, value or None, error, characters read) each."""
-    for binding in parse_stream(io.StringIO(text)):
-        yield binding.key, binding.value, binding.error, len(binding.original.string)
-
-
-class EnvText:
-    """A ``.env`` text as python-dotenv reads it: at most one binding a line, its value read when asked for.
-
-    ``bad`` holds the numbers of the lines that are not KEY=VALUE. A line's index is its number - 1.
-    """
-
-    def __init__(self, text: str):
-        text = text[1:] if text.startswith('\ufeff') else text
-        if '\r' in text:
-            parts = _NEWLINE.split(text)
-            lines, ends = parts[0::2], [len(sep) for sep in parts[1::2]] + [0]
-        else:
-            lines = text.split('\n')
-            ends = [1] * (len(lines) - 1) + [0]
-        self.lines = lines
-        self.matches = list(map(_SIMPLE_BINDING.match, lines))
-        self.other = {}  # index -> (key, value) that python-dotenv read
-        self.bad = []
-        self.index = None
-        self.expanded = {}
-        offsets = None  # where each line starts, once a line needs python-dotenv
-        resume = 0
-        for index in [i for i, match in enumerate(self.matches) if match is None]:
-            content = lines[index]
-            if index < resume or _BLANK_OR_COMMENT.match(content):
-                continue
-            if offsets is None:
-                offsets = [0] + list(accumulate(len(line) + end for line, end in zip(lines, ends)))
-            pos = offsets[index]
-            found = list(_dotenv_bindings(text[pos:offsets[index + 1]]))
-            if any(error for dummy, dummy2, error, dummy3 in found) and ("'" in content or '"' in content):
-                # A quote left open may close on a later line: python-dotenv reads one binding from here on.
-                found = [next(_dotenv_bindings(text[pos:]))]
-                resume = bisect_left(offsets, pos + found[0][3])
-                for inside in range(index + 1, resume):
-                    self.matches[inside] = None
-            for key, value, error, dummy in found:
-                if error:
-                    self.bad.append(index + 1)
-                elif key is not None:
-                    self.other[index] = (key, value)
-
-    def key(self, index: int) -> Optional[str]:
-        """The key of the binding on line ``index`` (None: no binding there)."""
-        match = self.matches[index]
-        if match is not None:
-            return match.group(1)
-        return self.other.get(index, (None, None))[0]
-
-    def raw(self, index: int) -> Optional[str]:
-        """The value of the binding on line ``index``, not expanded (None for a key without ``=``)."""
-        match = self.matches[index]
-        if match is None:
-            return self.other[index][1]
-        dummy, blanks, double, single, rest = match.groups()
-        if double is not None or single is not None:
-            return single if double is None else double
-        if not rest or (blanks and rest[0] == '#'):
-            return ''
-        return (_INLINE_COMMENT.sub('', rest) if '#' in rest else rest).rstrip()
-
-    def value(self, index: int, environ: Mapping[str, str]) -> Optional[str]:
-        """The value of the binding on line ``index`` with its ``${VAR}`` references resolved."""
-        if index not in self.expanded:
-            raw = self.raw(index)
-            if raw is not None and '${' in raw:
-                references = _References(self, environ, index)
-                raw = ''.join(atom.resolve(references) for atom in parse_variables(raw))
-            self.expanded[index] = raw
-        return self.expanded[index]
-
-    def where(self, prefix: str = '') -> List[int]:
-        """The indexes of the lines with a binding whose key starts with ``prefix``."""
-        candidates = [i for i, line in enumerate(self.lines) if prefix in line] if prefix else range(len(self.lines))
-        keys = [(i, self.key(i)) for i in candidates]
-        return [i for i, key in keys if key is not None and key.startswith(prefix)]
-
-    def positions(self, key: str) -> List[int]:
-        """The indexes of the lines that bind ``key``."""
-        if self.index is None:
-            self.index = {}
-            for index in self.where():
-                self.index.setdefault(self.key(index), []).append(index)
-        return self.index.get(key, [])
-
-
-def scan_env_text(text: str) -> Tuple[List[Tuple[str, Optional[str], int]], List[int]]:
-    """The ``(key, value, line)`` bindings of a ``.env`` text as python-dotenv parses them (values not expanded;
-    None for a key without ``=``) and the numbers of the lines that are not KEY=VALUE.
-
-    A line number is the line the key is on (python-dotenv itself counts from a blank line before it).
-    """
-    env = EnvText(text)
-    return [(env.key(i), env.raw(i), i + 1) for i in env.where()], env.bad
-
-
-class _References(MappingABC):
-    """What a ``${VAR}`` on one line of a ``.env`` text sees: the environment, else the bindings above it.
-
-    That is python-dotenv's ``load_dotenv`` without ``override``. Values of the text are expanded when
-    a reference asks for them, so only the variables that a PROXMOX_ value refers to are.
-    """
-
-    def __init__(self, text: EnvText, environ: Mapping[str, str], index: int):
-        self.text = text
-        self.environ = environ
-        self.index = index
-
-    def __getitem__(self, name):
-        if name in self.environ:
-            return self.environ[name]
-        indexes = self.text.positions(name)
-        earlier = bisect_left(indexes, self.index)
-        if earlier:
-            return self.text.value(indexes[earlier - 1], self.environ)
-        raise KeyError(name)
-
-    def __iter__(self):  # pragma: no cover - python-dotenv only calls get()
-        return iter(())
-
-    def __len__(self):  # pragma: no cover
-        return 0
-
-
-def read_env_file(path: str, environ: Optional[Mapping[str, str]] = None) -> Tuple['OrderedDict[str, str]', List[str]]:
-    """The ``PROXMOX_`` variables of a ``.env`` file (python-dotenv syntax), expanded, and warnings about it.
-
-    ``${VAR}`` references resolve from ``environ`` (``os.environ`` when None), else from the file's lines
-    above. A line python-dotenv cannot parse, and a ``PROXMOX_`` key set twice with different values,
-    are errors naming the file and the lines; neither a line nor a value is shown, since either may hold
-    a secret. A file that other users can read gives a warning.
-    """
-    if not HAS_DOTENV:  # pragma: no cover - declared requirement
-        raise ConfigError('reading %s needs the python-dotenv package: pip install python-dotenv' % path)
-    environ = os.environ if environ is None else environ
-    path = os.path.expanduser(path)
-    warnings = []
-    try:
-        with open(path, encoding='utf-8') as handle:
-            mode = os.fstat(handle.fileno()).st_mode
-            text = EnvText(handle.read())
-    except FileNotFoundError:
-        raise ConfigError('the env file %s does not exist; check env_file / PROXMOX_ENV_FILE' % path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError('cannot read the env file %s: %s' % (path, getattr(exc, 'strerror', None) or exc))
-    if mode & (stat.S_IRGRP | stat.S_IROTH):
-        warnings.append('the env file %s holds secrets but other users can read it; run: chmod 600 %s'
-                        % (path, path))
-    if text.bad:
-        raise ConfigError('the env file %s has line(s) that are not KEY=VALUE: line %s; '
-                          'fix or comment them out with #' % (path, ', '.join(str(n) for n in text.bad)))
-    ours = OrderedDict()
-    for index in text.where(PREFIX):
-        ours.setdefault(text.key(index), []).append(index)
-    twice = ['%s (lines %s)' % (key, ', '.join(str(i + 1) for i in indexes))
-             for key, indexes in ours.items() if len(set(text.raw(i) for i in indexes)) > 1]
-    if twice:
-        raise ConfigError('the env file %s sets %s more than once, with different values; keep one line of each'
-                          % (path, '; '.join(twice)))
-    try:
-        values = OrderedDict((key, text.value(indexes[-1], environ)) for key, indexes in ours.items())
-    except RecursionError:
-        raise ConfigError('the env file %s has ${...} references nested too deeply to expand' % path)
-    return OrderedDict((k, '' if v is None else v) for k, v in values.items()), warnings
-
-
-# ------------------------------------------------------------------------------------- values and URLs
-
-def _as_bool(value, what: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in TRUE:
-        return True
-    if text in FALSE:
-        return False
-    raise ConfigError('%s must be true or false, got %r' % (what, value))
-
-
-def _as_list(value) -> List[str]:
-    if value is None:
-        return []
-    if isinstance(value, (list, tuple)):
-        items = value
-    else:
-        items = str(value).split(',')
-    return [str(item).strip() for item in items if str(item).strip()]
-
-
-def _host_port(parts) -> str:
-    """``scheme://host[:port]`` of a split URL: what may be shown of a URL that had credentials."""
-    try:
-        host = parts.hostname or ''
-        port = parts.port
-    except ValueError:
-        port = None
-    if ':' in host:
-        host = '[%s]' % host
-    return '%s://%s%s' % (parts.scheme or 'https', host or '<no host>', ':%d' % port if port else '')
-
-
-def refuse_credentials(url: str, what: str, token_hint: str = 'the token id and secret settings') -> None:
-    """A ConfigError when an API URL carries ``user:password@``; the message shows only scheme://host:port."""
-    text = str(url).strip()
-    if '@' not in text:  # no host name, port or accepted path holds '@'
-        return
-    # Show only the host and port after the last '@' (a password may hold ',', '/' or '://').
-    scheme = text.split('://', 1)[0] if '://' in text else 'https'
-    scheme = scheme if re.match(r'^[A-Za-z][A-Za-z0-9+.-]*$', scheme) else 'https'
-    try:
-        shown = _host_port(urlsplit('%s://%s' % (scheme, re.split(r'[/?#,]', text.rsplit('@', 1)[1])[0])))
-    except ValueError:
-        shown = '%s://<host>' % scheme
-    raise ConfigError("%s: the API URL %s has a user name or password in it (an '@' before the host); remove them "
-                      "from the URL and put the API token in %s" % (what, shown, token_hint))
-
-
-def parse_api_url(url: str, what: str, token_hint: str = 'the token id and secret settings') -> str:
-    """Normalise an API URL to ``https://host:port``; a clear error for anything else.
-
-    A URL with credentials is refused without repeating them; no message shows a query or fragment.
-    """
-    refuse_credentials(url, what, token_hint)
-    text = url.strip()
-    if '://' not in text:
-        text = 'https://' + text
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        raise ConfigError('%s: %r is not a valid URL; give https://host:port' % (what, url))
-    try:
-        port = parts.port
-    except ValueError:
-        raise ConfigError('%s: %r has an invalid port' % (what, url))
-    if parts.scheme != 'https' or not parts.hostname:
-        raise ConfigError('%s must be an https URL such as https://pve.example.com:8006, got %r' % (what, url))
-    if parts.query or parts.fragment or text.endswith(('?', '#')):
-        raise ConfigError('%s: %s... has a query or fragment; give only https://host:port'
-                          % (what, _host_port(parts)))
-    path = parts.path.rstrip('/')
-    if path not in ('', '/api2/json'):
-        raise ConfigError('%s: %r has a path; give only https://host:port' % (what, url))
-    host = parts.hostname
-    if ':' in host:
-        host = '[%s]' % host
-    return 'https://%s:%d' % (host, port or DEFAULT_PORT)
 
 
 # --------------------------------------------------------------------------------- the variable sources
@@ -461,7 +91,7 @@ def _text(value, what):
 
 def _boolean(value, what):
     """A boolean setting as two sources are compared (``1`` and ``true`` agree); an error if it is none."""
-    return _as_bool(value, what)
+    return as_bool(value, what)
 
 
 class _Sources:
@@ -596,7 +226,7 @@ def _build_cluster(name: str, raw: Dict, warnings: List[str]) -> ClusterConfig:
     for url in raw.get('api_url') if isinstance(raw.get('api_url'), (list, tuple)) else [raw.get('api_url')]:
         if url is not None:
             refuse_credentials(url, what('api_url'), token_hint)
-    urls = _as_list(raw.get('api_url'))
+    urls = as_list(raw.get('api_url'))
     if not urls:
         raise ConfigError("cluster '%s' has no API URL: set %s" % (name, missing('API_URL', '=https://host:8006')))
     api_urls = [parse_api_url(u, what('api_url'), token_hint) for u in urls]
@@ -618,7 +248,7 @@ def _build_cluster(name: str, raw: Dict, warnings: List[str]) -> ClusterConfig:
     if CONTROL_CHARACTER.search(secret):
         raise ConfigError('%s contains a line break or another control character; a PVE token secret is one line '
                           '(a UUID such as 01234567-89ab-cdef-0123-456789abcdef): set it again' % what('token_secret'))
-    verify = _as_bool(raw['verify_ssl'], what('verify_ssl')) if raw.get('verify_ssl') not in (None, '') else True
+    verify = as_bool(raw['verify_ssl'], what('verify_ssl')) if raw.get('verify_ssl') not in (None, '') else True
     ca_bundle = raw.get('ca_bundle') or None
     if ca_bundle:
         ca_bundle = os.path.expanduser(str(ca_bundle))
@@ -630,7 +260,7 @@ def _build_cluster(name: str, raw: Dict, warnings: List[str]) -> ClusterConfig:
             raise ValueError
     except (TypeError, ValueError):
         raise ConfigError('%s must be a positive number of seconds, got %r' % (what('timeout'), timeout))
-    patterns = _as_list(raw.get('patterns'))
+    patterns = as_list(raw.get('patterns'))
     for pattern in patterns:
         if pattern in ('*',) or re.search(r'\s', pattern):
             raise ConfigError("%s: pattern %r is not allowed: it must not contain spaces and must not match "
@@ -674,7 +304,7 @@ def _explicit_clusters(explicit) -> 'OrderedDict[str, Dict]':
 
 
 def load_config(environ: Optional[Mapping[str, str]] = None, env_file: Optional[str] = None,
-                clusters=None, default_cluster: Optional[str] = None,
+                clusters: Any = None, default_cluster: Optional[str] = None,
                 cache_ttl: Optional[int] = None) -> RegistryConfig:
     """Build the configuration from an optional ``.env`` file, the environment and explicit values.
 
@@ -697,7 +327,7 @@ def load_config(environ: Optional[Mapping[str, str]] = None, env_file: Optional[
                        os.path.expanduser(env_file) if env_file else None)
 
     raw_clusters = OrderedDict()
-    names = _as_list(sources.get(['PROXMOX_CLUSTERS'])[0])
+    names = as_list(sources.get(['PROXMOX_CLUSTERS'])[0])
     seen = {}
     for name in names:
         key = normalise_name(name)
@@ -743,7 +373,7 @@ def load_config(environ: Optional[Mapping[str, str]] = None, env_file: Optional[
         raise ConfigError('%s must be a whole number of seconds >= 0, got %r' % (ttl_var, ttl))
 
     prefixes = []
-    for entry in _as_list(sources.get(['PROXMOX_CLUSTER_PATTERNS'])[0]):
+    for entry in as_list(sources.get(['PROXMOX_CLUSTER_PATTERNS'])[0]):
         prefix, sep, target = entry.partition(':')
         prefix, target = prefix.strip(), target.strip()
         if not sep or not prefix or not target:

@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import re
+from typing import Any, Dict, Iterable, Mapping, Optional
 
 # The one place that classifies PVE's message texts (the functions at the end of this file read them).
 # A vmid taken between GET /cluster/nextid and the create or clone:
@@ -32,16 +33,34 @@ PERMISSION_CHECK = re.compile(r'Permission check failed|permission denied', re.I
 NOT_FOUND = re.compile(r'does not exist|not found', re.I)
 
 
+# The attributes an error may carry besides its type, in the order ``details()`` lists them.
+DETAIL_FIELDS = ('cluster', 'status', 'upid', 'exitstatus', 'log')
+
+
 class ClusterError(Exception):
     """Base class: a problem with the configuration or a cluster, with an actionable message."""
 
-    def __init__(self, message, cluster=None):
+    def __init__(self, message: str, cluster: Optional[str] = None):
         super(ClusterError, self).__init__(message)
         self.message = message
         self.cluster = cluster
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.message
+
+    def details(self) -> Dict[str, Any]:
+        """The error as data, for a play to ``rescue`` on and an MCP client to read: ``type``, the class name
+        (``GuestLockedError``, ``TaskError``...), and where known ``cluster``, ``status`` (the HTTP status),
+        ``upid``, ``exitstatus`` and ``log`` (the last lines of the task's log).
+
+        Every front end returns this one form beside the message; each masks secrets in it as in the message.
+        """
+        out: Dict[str, Any] = {'type': type(self).__name__}
+        for name in DETAIL_FIELDS:
+            value = getattr(self, name, None)
+            if value is not None and value != []:
+                out[name] = list(value) if name == 'log' else value
+        return out
 
 
 class ConfigError(ClusterError):
@@ -51,7 +70,7 @@ class ConfigError(ClusterError):
 class ClusterNotFoundError(ClusterError):
     """A cluster name that is not configured; lists the known ones and suggests a close match."""
 
-    def __init__(self, name, known, suggestion=None):
+    def __init__(self, name: str, known: Iterable[str], suggestion: Optional[str] = None):
         message = "unknown cluster '%s'; configured clusters: %s" % (name, ', '.join(known) or '(none)')
         if suggestion:
             message += ". Did you mean '%s'?" % suggestion
@@ -64,7 +83,7 @@ class ClusterNotFoundError(ClusterError):
 class AmbiguousClusterSelectionError(ClusterError):
     """A guest name or lookup points at more than one cluster."""
 
-    def __init__(self, message, candidates):
+    def __init__(self, message: str, candidates: Iterable[str]):
         super(AmbiguousClusterSelectionError, self).__init__(message)
         self.candidates = list(candidates)
 
@@ -75,7 +94,7 @@ class UnreadableClustersError(ClusterError):
     ``clusters`` maps each unread cluster to why it could not be read.
     """
 
-    def __init__(self, message, clusters):
+    def __init__(self, message: str, clusters: Mapping[str, str]):
         super(UnreadableClustersError, self).__init__(message)
         self.clusters = dict(clusters)
 
@@ -95,7 +114,8 @@ class PermissionDeniedError(ClusterError):
 class ApiError(ClusterError):
     """The API answered with an error (400 parameter errors, 404, 5xx...)."""
 
-    def __init__(self, message, cluster=None, status=None, errors=None):
+    def __init__(self, message: str, cluster: Optional[str] = None, status: Optional[int] = None,
+                 errors: Optional[Dict[str, Any]] = None):
         super(ApiError, self).__init__(message, cluster)
         self.status = status
         self.errors = errors or {}
@@ -108,7 +128,8 @@ class ResourceNotFoundError(ApiError):
 class TaskError(ClusterError):
     """A Proxmox task (UPID) ended other than OK, or did not end in time."""
 
-    def __init__(self, message, cluster=None, upid=None, exitstatus=None, log=None):
+    def __init__(self, message: str, cluster: Optional[str] = None, upid: Optional[str] = None,
+                 exitstatus: Optional[str] = None, log: Optional[Iterable[str]] = None):
         super(TaskError, self).__init__(message, cluster)
         self.upid = upid
         self.exitstatus = exitstatus

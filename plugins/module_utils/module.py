@@ -7,7 +7,8 @@
 spec, loads the configuration and the registry once, registers every form of
 every token secret (raw, escaped, URL-encoded: redact.secret_forms) as a
 no_log value (so Ansible masks it even if it came from the environment or a
-.env file) and turns a ClusterError into ``fail_json``, its message scrubbed.
+.env file) and turns a ClusterError into ``fail_json``, its message scrubbed, with the
+error as data beside it (``error``: ``ClusterError.details()``, scrubbed too).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -15,9 +16,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import traceback
+from typing import Any, Callable, Dict, Optional
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
+from ansible_collections.pmx.multicluster.plugins.module_utils.config import cluster_option_spec
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ClusterError
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import DEFAULT_TIMEOUT
 from ansible_collections.pmx.multicluster.plugins.module_utils.redact import Scrubber, secret_forms
@@ -34,31 +37,19 @@ except ImportError:  # pragma: no cover - only without the controller requiremen
     STATES = ()
 
 
-def pmx_argument_spec():
+def pmx_argument_spec() -> Dict[str, Any]:
     """Connection options every module shares (documented once in the pmx doc fragment)."""
     return dict(
         env_file=dict(type='path', fallback=(env_fallback, ['PROXMOX_ENV_FILE'])),
-        clusters=dict(type='list', elements='dict', options=dict(
-            name=dict(type='str', required=True),
-            api_url=dict(type='list', elements='str'),
-            token_id=dict(type='str'),
-            token_secret=dict(type='str', no_log=True),
-            verify_ssl=dict(type='bool'),
-            ca_bundle=dict(type='path'),
-            timeout=dict(type='float'),
-            region=dict(type='str'),
-            tier=dict(type='str'),
-            patterns=dict(type='list', elements='str'),
-            default_node=dict(type='str'),
-            default_storage=dict(type='str'),
-            default_bridge=dict(type='str'),
-        )),
+        # The per-cluster settings come from config.py's one table of them.
+        clusters=dict(type='list', elements='dict', options=cluster_option_spec()),
         default_cluster=dict(type='str'),
     )
 
 
-def pmx_guest_argument_spec():
-    """Options every guest module (pmx_vm, pmx_lxc) shares beside the connection and config options."""
+def pmx_guest_argument_spec() -> Dict[str, Any]:
+    """Options every guest module (pmx_vm, pmx_lxc) shares beside the connection and config options (documented
+    once in the pmx.guest doc fragment)."""
     return dict(
         cluster=dict(type='str'),
         vmid=dict(type='int'),
@@ -80,7 +71,7 @@ def pmx_guest_argument_spec():
 class PmxModule:
     """An AnsibleModule with the shared options, a lazily built registry and typed-error handling."""
 
-    def __init__(self, argument_spec=None, **kwargs):
+    def __init__(self, argument_spec: Optional[Dict[str, Any]] = None, **kwargs: Any):
         spec = pmx_argument_spec()
         spec.update(argument_spec or {})
         self.module = AnsibleModule(argument_spec=spec, **kwargs)
@@ -91,15 +82,15 @@ class PmxModule:
                                   exception=IMPORT_TRACEBACK)
 
     @property
-    def params(self):
+    def params(self) -> Dict[str, Any]:
         return self.module.params
 
     @property
-    def check_mode(self):
+    def check_mode(self) -> bool:
         return self.module.check_mode
 
     @property
-    def registry(self):
+    def registry(self) -> 'ClusterRegistry':
         """The ClusterRegistry for the task's configuration (a ConfigError propagates)."""
         if self._registry is None:
             config = load_config(env_file=self.params.get('env_file'), clusters=self.params.get('clusters'),
@@ -114,8 +105,15 @@ class PmxModule:
             self._registry = ClusterRegistry(config)
         return self._registry
 
-    def run(self, func):
-        """``exit_json(**func(self))``; a ClusterError becomes ``fail_json`` with its message.
+    def fail(self, error: ClusterError, **result: Any) -> None:
+        """``fail_json`` for a ClusterError: ``msg`` and ``error`` (its ``details()``), both scrubbed, and
+        ``result``."""
+        extra = {'cluster': error.cluster} if error.cluster else {}
+        extra.update(result)
+        self.module.fail_json(msg=self.scrub(str(error)), error=self.scrub.deep(error.details()), **extra)
+
+    def run(self, func: Callable[['PmxModule'], Dict[str, Any]]) -> None:
+        """``exit_json(**func(self))``; a ClusterError becomes ``fail_json`` with its message (see ``fail``).
 
         A ``warnings`` list in the result (the core's non-fatal findings) becomes Ansible warnings.
         """
@@ -130,5 +128,4 @@ class PmxModule:
             self.module.exit_json(**result)
         # Outside the except block: a foreseeable error is a message, not a traceback
         # (ansible-core 2.19 attaches the exception being handled to fail_json).
-        extra = {'cluster': error.cluster} if error.cluster else {}
-        self.module.fail_json(msg=self.scrub(str(error)), **extra)
+        self.fail(error)

@@ -5,7 +5,7 @@
 
 It also runs reads across clusters concurrently (``map``), answers "where
 does this guest exist" for the router (``locate``) and gathers each
-cluster's health (``health`` / ``validate_all_clusters``). One cluster being
+cluster's health (``validate_all_clusters``, from health.py). One cluster being
 down degrades an answer, it does not fail it: ``map`` returns the error in
 that cluster's slot, and with a ``deadline`` it does not wait for a slow one.
 Its clients share one memory of the clusters that just failed to answer.
@@ -25,12 +25,18 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 from ansible_collections.pmx.multicluster.plugins.module_utils.client import FailureMemory, PveClient
 from ansible_collections.pmx.multicluster.plugins.module_utils.config import ClusterConfig, RegistryConfig
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
-    ClusterConnectionError, ClusterError, ClusterNotFoundError, DuplicateGuestError, GuestConflictError,
-    GuestNotFoundError, UnreadableClustersError)
-from ansible_collections.pmx.multicluster.plugins.module_utils.router import (
-    Located, Route, Router, same_name)
+    ClusterConnectionError,
+    ClusterError,
+    ClusterNotFoundError,
+    DuplicateGuestError,
+    GuestConflictError,
+    GuestNotFoundError,
+    UnreadableClustersError,
+)
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import KINDS
+from ansible_collections.pmx.multicluster.plugins.module_utils.router import Located, Route, Router, same_name
 
-GUEST_TYPES = ('qemu', 'lxc')
+GUEST_TYPES = tuple(KINDS)
 
 MAX_WORKERS = 16
 
@@ -217,7 +223,8 @@ class ClusterRegistry:
         found = self.locate(name=name, names=others)
         if found.clusters:
             where = '; '.join("cluster '%s' (%s)" % (cluster, ', '.join(
-                '%s vmid %s on node %s' % ('container' if g.get('type') == 'lxc' else 'VM', g.get('vmid'), g.get('node'))
+                '%s vmid %s on node %s'
+                % ('container' if g.get('type') == 'lxc' else 'VM', g.get('vmid'), g.get('node'))
                 for g in found.entries[cluster])) for cluster in found.clusters)
             raise GuestConflictError(
                 "the %s '%s' does not exist in cluster '%s', where its name routes it (%s), but a guest of that name "
@@ -248,15 +255,16 @@ class ClusterRegistry:
         client = self.client(route.cluster)
         entries = route.entries or client.get('cluster/resources', type='vm') or []
         found = [g for g in entries if g.get('type') in GUEST_TYPES
-                 and (vmid is None or int(g.get('vmid', -1)) == int(vmid)) and (not name or same_name(g.get('name'), name))]
+                 and (vmid is None or int(g.get('vmid', -1)) == int(vmid))
+                 and (not name or same_name(g.get('name'), name))]
         what = ' '.join(filter(None, ["'%s'" % name if name else '', '(vmid %s)' % vmid if vmid is not None else '']))
         if not found:
             unread = ''
             if route.unreadable:
                 unread = '; it may be in cluster(s) %s, which could not be read (%s)' % (
                     ', '.join("'%s'" % c for c in route.unreadable), '; '.join(route.unreadable.values()))
-            raise GuestNotFoundError("cluster '%s' (%s): no guest %s there%s" % (route.cluster, route.reason, what, unread),
-                                     route.cluster, 404)
+            raise GuestNotFoundError("cluster '%s' (%s): no guest %s there%s"
+                                     % (route.cluster, route.reason, what, unread), route.cluster, 404)
         if len(found) > 1:
             raise DuplicateGuestError("cluster '%s' has %d guests named %s (vmids %s); give vmid to pick one"
                                       % (route.cluster, len(found), what, ', '.join(str(g['vmid']) for g in found)),
@@ -265,86 +273,8 @@ class ClusterRegistry:
 
     # -------------------------------------------------------------- health
 
-    def health(self, name: str, client: Any = None, storages: bool = False) -> Dict:
-        """One cluster's health: version, quorum, nodes and guest counts (3 API calls)."""
-        config = self.cluster(name)
-        client = client or self.client(name)
-        version = client.get('version') or {}
-        status = client.get('cluster/status') or []
-        resources = client.get('cluster/resources') or []
-        quorate = None
-        for entry in status:
-            if entry.get('type') == 'cluster':
-                quorate = bool(entry.get('quorate'))
-        nodes = []
-        guests = {'qemu': {'running': 0, 'stopped': 0, 'total': 0, 'templates': 0},
-                  'lxc': {'running': 0, 'stopped': 0, 'total': 0, 'templates': 0}}
-        storage_list = []
-        for res in resources:
-            kind = res.get('type')
-            if kind == 'node':
-                nodes.append({
-                    'name': res.get('node'),
-                    'status': res.get('status'),
-                    'cpu': res.get('cpu'),
-                    'maxcpu': res.get('maxcpu'),
-                    'memory_used': res.get('mem'),
-                    'memory_total': res.get('maxmem'),
-                    'uptime': res.get('uptime'),
-                })
-            elif kind in guests:
-                counts = guests[kind]
-                if res.get('template'):
-                    counts['templates'] += 1
-                    continue
-                counts['total'] += 1
-                state = res.get('status')
-                counts[state if state in ('running', 'stopped') else 'stopped'] += 1
-            elif kind == 'storage' and storages:
-                storage_list.append({
-                    'storage': res.get('storage'),
-                    'node': res.get('node'),
-                    'status': res.get('status'),
-                    'plugintype': res.get('plugintype'),
-                    'content': res.get('content'),
-                    'shared': bool(res.get('shared')),
-                    'disk_used': res.get('disk'),
-                    'disk_total': res.get('maxdisk'),
-                })
-        if quorate is None:
-            # A single node without a cluster has no quorum entry; it is its own majority.
-            quorate = True
-        nodes.sort(key=lambda n: n['name'] or '')
-        info = dict(config.public())
-        info.update({
-            'reachable': True,
-            'error': None,
-            'version': version.get('version'),
-            'release': version.get('release'),
-            'quorate': quorate,
-            'nodes': nodes,
-            'nodes_online': sum(1 for n in nodes if n['status'] == 'online'),
-            'nodes_total': len(nodes),
-            'guests': guests,
-        })
-        if storages:
-            info['storages'] = sorted(storage_list, key=lambda s: (s['node'] or '', s['storage'] or ''))
-        return info
-
     def validate_all_clusters(self, names: Optional[Iterable[str]] = None, storages: bool = False,
                               deadline: Optional[float] = None) -> List[Dict]:
-        """Health of each cluster, concurrently; an unreachable one (or, with ``deadline``, a slow one, see
-        ``map``) has ``reachable: false`` and ``error``."""
-        results = self.map(lambda name, client: self.health(name, client, storages), names, deadline=deadline)
-        out = []
-        for name, result in results.items():
-            if result.ok:
-                out.append(result.value)
-                continue
-            info = dict(self.cluster(name).public())
-            info.update({'reachable': False, 'error': str(result.error), 'version': None, 'release': None,
-                         'quorate': None, 'nodes': [], 'nodes_online': 0, 'nodes_total': 0, 'guests': None})
-            if storages:
-                info['storages'] = []
-            out.append(info)
-        return out
+        """Health of each cluster, concurrently: ``health.clusters_health`` over this registry (kept for callers)."""
+        from ansible_collections.pmx.multicluster.plugins.module_utils.health import clusters_health
+        return clusters_health(self, names, storages=storages, deadline=deadline)

@@ -26,7 +26,10 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.config import RegistryConfig
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
-    AmbiguousClusterSelectionError, ClusterNotFoundError, UnreadableClustersError)
+    AmbiguousClusterSelectionError,
+    ClusterNotFoundError,
+    UnreadableClustersError,
+)
 
 
 def same_name(a: Optional[str], b: Optional[str]) -> bool:

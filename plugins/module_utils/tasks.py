@@ -20,8 +20,15 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
-    ApiError, ClusterConnectionError, GuestLockedError, ResourceNotFoundError, TaskError, TaskTimeoutError, lock_of,
-    permission_failure)
+    ApiError,
+    ClusterConnectionError,
+    GuestLockedError,
+    ResourceNotFoundError,
+    TaskError,
+    TaskTimeoutError,
+    lock_of,
+    permission_failure,
+)
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import DEFAULT_TIMEOUT, GuestKind, guest_path
 
 TASK_LOG_TAIL = 20

@@ -24,6 +24,7 @@ author:
 extends_documentation_fragment:
   - pmx.multicluster.pmx
   - pmx.multicluster.pmx.modules
+  - pmx.multicluster.pmx.actiongroup_pmx
 attributes:
   check_mode:
     support: full
@@ -94,6 +95,49 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+error:
+  description:
+    - Why the module failed, as data beside C(msg), so that a play can C(rescue) on RV(error.type)
+      instead of matching the text of the message. The same fields as the MCP server's tool errors.
+    - Never contains a token secret.
+  returned: failure
+  type: dict
+  sample: {type: GuestLockedError, cluster: production}
+  contains:
+    type:
+      description:
+        - The kind of failure, the name of the error class, for example V(GuestLockedError) (a guest stayed
+          locked by another task), V(TaskError) (a Proxmox task did not end V(OK)), V(TaskTimeoutError),
+          V(ClusterNotFoundError) (an unknown cluster name), V(ClusterConnectionError), V(AuthenticationError),
+          V(PermissionDeniedError), V(ApiError), V(GuestNotFoundError), V(GuestConflictError),
+          V(NodeOfflineError), V(UnreadableClustersError) or V(ConfigError).
+      type: str
+      returned: always
+      sample: TaskError
+    cluster:
+      description: The cluster it happened on.
+      type: str
+      returned: when known
+      sample: production
+    status:
+      description: The HTTP status of the API's answer, when the API refused a request.
+      type: int
+      returned: when known
+      sample: 500
+    upid:
+      description: The id of the Proxmox task that failed.
+      type: str
+      returned: when a task failed
+    exitstatus:
+      description: How that task ended.
+      type: str
+      returned: when a task failed
+      sample: "command 'qm start 100' failed: exit code 1"
+    log:
+      description: The last lines of that task's log.
+      type: list
+      elements: str
+      returned: when a task failed
 default_cluster:
   description: The cluster used when no routing rule applies.
   returned: always
@@ -199,12 +243,40 @@ clusters:
     guests:
       description: Guest counts per type (V(qemu), V(lxc)), each with C(running), C(stopped), C(total) and C(templates).
       type: dict
-      sample: {qemu: {running: 3, stopped: 1, total: 4, templates: 1}, lxc: {running: 1, stopped: 1, total: 2, templates: 0}}
+      sample:
+        qemu: {running: 3, stopped: 1, total: 4, templates: 1}
+        lxc: {running: 1, stopped: 1, total: 2, templates: 0}
     storages:
       description: Storages per node, when O(storages=true).
       type: list
       elements: dict
       returned: when O(storages=true)
+      contains:
+        storage:
+          description: Storage name.
+          type: str
+          sample: local-lvm
+        node:
+          description: The node this entry is for (a shared storage has one entry per node).
+          type: str
+        status:
+          description: V(available) or another state PVE reports.
+          type: str
+        plugintype:
+          description: Storage type, for example V(lvmthin), V(dir), V(rbd).
+          type: str
+        content:
+          description: Content types it holds, as PVE lists them (V(images,rootdir)).
+          type: str
+        shared:
+          description: Whether every node sees the same storage.
+          type: bool
+        disk_used:
+          description: Space used, in bytes.
+          type: int
+        disk_total:
+          description: Size, in bytes.
+          type: int
 routes:
   description: One entry per name in O(route).
   returned: always
@@ -237,8 +309,12 @@ routes:
       sample: [{cluster: staging, error: "cluster 'staging' is unreachable: ..."}]
 '''
 
+from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
+    AmbiguousClusterSelectionError,
+    UnreadableClustersError,
+)
+from ansible_collections.pmx.multicluster.plugins.module_utils.health import clusters_health
 from ansible_collections.pmx.multicluster.plugins.module_utils.module import PmxModule
-from ansible_collections.pmx.multicluster.plugins.module_utils.errors import AmbiguousClusterSelectionError
 
 
 def route_names(registry, names, lookup):
@@ -258,15 +334,17 @@ def gather(pmx):
     params = pmx.params
     registry = pmx.registry
     names = registry.match(params['name'])
-    clusters = registry.validate_all_clusters(names, storages=params['storages'])
+    clusters = clusters_health(registry, names, storages=params['storages'])
     unreachable = [c['name'] for c in clusters if not c['reachable']]
     result = dict(changed=False, clusters=clusters, unreachable_clusters=unreachable,
                   default_cluster=registry.config.default_cluster,
                   routes=route_names(registry, params['route'], params['route_lookup']))
     if unreachable and params['fail_on_unreachable']:
         reasons = '; '.join(c['error'] for c in clusters if not c['reachable'])
-        pmx.module.fail_json(msg='%d of %d clusters could not be queried: %s'
-                             % (len(unreachable), len(clusters), reasons), **result)
+        pmx.fail(UnreadableClustersError('%d of %d clusters could not be queried: %s'
+                                         % (len(unreachable), len(clusters), reasons),
+                                         dict((c['name'], c['error']) for c in clusters if not c['reachable'])),
+                 **result)
     return result
 
 

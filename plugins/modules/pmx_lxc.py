@@ -29,37 +29,9 @@ options:
         two containers of the target cluster with it are an error naming both vmids.
       - O(hostname), O(vmid) or both are required; when both are given they must name the same container.
       - It must be a DNS name (letters, digits and C(-), parts separated by C(.)); anything else is refused
-        before any request. O(vmid) must be between 100 and 999999999.
+        before any request.
     type: str
     aliases: [name]
-  vmid:
-    description:
-      - ID of the container. A new container without one gets the cluster's next free id.
-    type: int
-  cluster:
-    description:
-      - The cluster to use instead of routing by name pattern. An unknown cluster is an error listing the configured ones.
-    type: str
-  node:
-    description:
-      - Node a new container is created (or cloned) on.
-      - Without it, the cluster's default node, or else the online node with the most free memory;
-        a clone stays on its source's node. RV(node_reason) says why. An existing container is never moved.
-    type: str
-  state:
-    description:
-      - V(present) creates a missing container (from O(ostemplate), or as a clone of O(clone)) and
-        otherwise brings the settings given in line (see O(update)).
-      - V(started), V(stopped) and V(restarted) do what V(present) does, then set the power state.
-        V(stopped) shuts the container down cleanly within O(timeout) seconds, and with O(force) then stops
-        it hard. V(restarted) reboots a running container and starts a stopped one.
-      - V(template) does what V(present) does, then shuts the container down and converts it to a template.
-      - A state other than V(present) creates a missing container only if the task says how; otherwise
-        it fails, so that a typo in a name does not create anything.
-      - V(absent) stops a running container and destroys it with its volumes.
-    type: str
-    choices: [present, absent, started, stopped, restarted, template]
-    default: present
   ostemplate:
     description:
       - OS template volume to create a new container from, for example
@@ -114,9 +86,6 @@ options:
   description:
     description: Description (notes) of the container.
     type: str
-  pool:
-    description: Resource pool for a new container (at creation or clone only).
-    type: str
   onboot:
     description: Start the container when its node boots.
     type: bool
@@ -130,53 +99,6 @@ options:
       - Public SSH keys for root in a new container, one per line.
       - Set at creation from O(ostemplate) only.
     type: str
-  clone:
-    description:
-      - Name or vmid of the container template (or container) in the same cluster to clone a new container from.
-      - The task's settings are applied to the clone afterwards. Only used when the container does not exist yet.
-        An unknown source is an error listing the cluster's container templates.
-    type: str
-  full:
-    description:
-      - V(true) for a full clone, V(false) for a linked one (which needs a template as the source).
-      - Proxmox clones a template linked and a container full by default.
-    type: bool
-  target_storage:
-    description: Storage for the volumes of a full clone.
-    type: str
-  config:
-    description:
-      - "Other container configuration keys and values, as the Proxmox API takes them, for example
-        C({cpulimit: 2, timezone: Europe/Berlin})."
-      - A key may not be given both here and as an option.
-    type: dict
-  force:
-    description:
-      - With O(state=stopped), O(state=restarted) or O(state=template), stop the container hard when it
-        has not shut down within O(timeout) seconds.
-    type: bool
-    default: false
-  purge:
-    description:
-      - With O(state=absent), also remove the container from backup and replication jobs, HA resources and ACLs.
-    type: bool
-    default: false
-  timeout:
-    description:
-      - Seconds to wait for each Proxmox task, for a clean shutdown, and for a locked container to be unlocked.
-    type: int
-    default: 300
-  restart_on_change:
-    description:
-      - Reboot a running container when changes wait for its next start (RV(pending)).
-    type: bool
-    default: false
-  update:
-    description:
-      - Bring an existing container's settings in line with the task. With V(false) the settings
-        only serve to create a missing container.
-    type: bool
-    default: true
 notes:
   - Routing and idempotence rely on hostnames, not vmids; one vmid may exist in several clusters.
   - Proxmox writes a container's configuration synchronously; changes it cannot apply to a running
@@ -186,15 +108,19 @@ seealso:
   - module: pmx.multicluster.pmx_cluster_info
 attributes:
   check_mode:
-    description: Reads the clusters and reports what would change (and the vmid and node a new container would get); writes nothing.
+    description: Reads the clusters and reports what would change (and the vmid and node a new container would
+      get); writes nothing.
     support: full
   diff_mode:
-    description: Shows the configuration keys that change, before and after, and changes of power state or template status.
+    description: Shows the configuration keys that change, before and after, and changes of power state or
+      template status.
     support: full
 extends_documentation_fragment:
   - pmx.multicluster.pmx
   - pmx.multicluster.pmx.modules
+  - pmx.multicluster.pmx.guest
   - pmx.multicluster.pmx.guests
+  - pmx.multicluster.pmx.actiongroup_pmx
 author:
   - pmx.multicluster contributors (@pmx-multicluster)
 version_added: 0.1.0
@@ -260,13 +186,57 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+error:
+  description:
+    - Why the module failed, as data beside C(msg), so that a play can C(rescue) on RV(error.type)
+      instead of matching the text of the message. The same fields as the MCP server's tool errors.
+    - Never contains a token secret.
+  returned: failure
+  type: dict
+  sample: {type: GuestLockedError, cluster: production}
+  contains:
+    type:
+      description:
+        - The kind of failure, the name of the error class, for example V(GuestLockedError) (a guest stayed
+          locked by another task), V(TaskError) (a Proxmox task did not end V(OK)), V(TaskTimeoutError),
+          V(ClusterNotFoundError) (an unknown cluster name), V(ClusterConnectionError), V(AuthenticationError),
+          V(PermissionDeniedError), V(ApiError), V(GuestNotFoundError), V(GuestConflictError),
+          V(NodeOfflineError), V(UnreadableClustersError) or V(ConfigError).
+      type: str
+      returned: always
+      sample: TaskError
+    cluster:
+      description: The cluster it happened on.
+      type: str
+      returned: when known
+      sample: production
+    status:
+      description: The HTTP status of the API's answer, when the API refused a request.
+      type: int
+      returned: when known
+      sample: 500
+    upid:
+      description: The id of the Proxmox task that failed.
+      type: str
+      returned: when a task failed
+    exitstatus:
+      description: How that task ended.
+      type: str
+      returned: when a task failed
+      sample: "command 'qm start 100' failed: exit code 1"
+    log:
+      description: The last lines of that task's log.
+      type: list
+      elements: str
+      returned: when a task failed
 cluster:
   description: Cluster of the container (or where it would be created).
   returned: always
   type: str
   sample: staging
 route_reason:
-  description: The routing rule that chose the cluster, such as V(explicit), V(pattern 'stg-*'), V(located) or V(default).
+  description: The routing rule that chose the cluster, such as V(explicit), V(pattern 'stg-*'), V(located) or
+    V(default).
   returned: always
   type: str
   sample: pattern 'stg-*'
@@ -327,7 +297,8 @@ tasks:
   elements: dict
   contains:
     action:
-      description: One of V(create), V(clone), V(update), V(start), V(shutdown), V(stop), V(reboot), V(template), V(delete).
+      description: One of V(create), V(clone), V(update), V(start), V(shutdown), V(stop), V(reboot), V(template),
+        V(delete).
       type: str
     upid:
       description: ID of the Proxmox task (V(null) for the synchronous configuration update).
@@ -380,9 +351,9 @@ waited_for:
       type: str
 '''
 
-from ansible_collections.pmx.multicluster.plugins.module_utils.module import PmxModule, pmx_guest_argument_spec
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.manager import GuestManager
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import spec_from_params
+from ansible_collections.pmx.multicluster.plugins.module_utils.module import PmxModule, pmx_guest_argument_spec
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import LXC
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import property_string
 

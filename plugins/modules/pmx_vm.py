@@ -29,7 +29,9 @@ author:
 extends_documentation_fragment:
   - pmx.multicluster.pmx
   - pmx.multicluster.pmx.modules
+  - pmx.multicluster.pmx.guest
   - pmx.multicluster.pmx.guests
+  - pmx.multicluster.pmx.actiongroup_pmx
 attributes:
   check_mode:
     support: full
@@ -44,55 +46,7 @@ options:
         are an error that names both vmids.
       - At least one of O(name) and O(vmid) is required; when both are given they must agree.
       - It must be a DNS name (letters, digits and C(-), parts separated by C(.)); anything else is refused
-        before any request. O(vmid) must be between 100 and 999999999.
-    type: str
-  vmid:
-    description:
-      - ID of the VM. When a new VM is created without it, the cluster's next free id is used.
-    type: int
-  cluster:
-    description:
-      - The cluster to use, overriding name-pattern routing. An unknown name is an error that lists
-        the configured clusters.
-    type: str
-  state:
-    description:
-      - V(present) creates the VM if it is missing (from the settings, or as a clone of O(clone)),
-        otherwise brings its configuration in line with the settings given (see O(update)).
-      - V(started), V(stopped) and V(restarted) do the same as V(present) and then set the power state.
-        V(stopped) asks the guest to shut down and waits up to O(timeout) seconds; with O(force) it then
-        stops the VM hard. V(restarted) reboots a running VM and starts a stopped one.
-      - V(template) does the same as V(present), shuts the VM down and converts it to a template.
-      - With these states a missing VM is created only when the task gives something to create it
-        from (O(clone) or a setting); otherwise the module fails, so that a mistyped name does not
-        create an empty VM.
-      - V(absent) stops the VM if it is running and deletes it with its disks.
-    type: str
-    choices: [present, absent, started, stopped, restarted, template]
-    default: present
-  node:
-    description:
-      - Node to create the VM on (or to clone it to).
-      - When not given, a new VM goes to the cluster's default node (C(PROXMOX_CLUSTER_<name>_DEFAULT_NODE))
-        or else to the online node with the most free memory; a clone stays on the node of its source.
-        RV(node_reason) says which rule chose it.
-      - Not used to move an existing VM.
-    type: str
-  clone:
-    description:
-      - Name or vmid of the template (or VM) in the same cluster to clone a new VM from.
-      - The settings of the task are applied to the clone afterwards.
-      - Only used when the VM does not exist yet. An unknown source is an error that lists the
-        cluster's templates.
-    type: str
-  full:
-    description:
-      - Make a full clone (V(true)) or a linked clone (V(false)).
-      - Proxmox's default is a linked clone of a template and a full clone of a VM.
-    type: bool
-  target_storage:
-    description:
-      - Storage for the disks of a full clone. Not allowed for linked clones.
+        before any request.
     type: str
   cores:
     description: Number of CPU cores per socket.
@@ -148,9 +102,6 @@ options:
   description:
     description: Description (notes) of the VM.
     type: str
-  pool:
-    description: Resource pool to put a new VM in (at creation or clone only).
-    type: str
   onboot:
     description: Start the VM when its node boots.
     type: bool
@@ -162,41 +113,6 @@ options:
   boot:
     description: Boot order, for example V(order=scsi0;net0).
     type: str
-  config:
-    description:
-      - "Any other Proxmox VM configuration keys and their values, as the API takes them,
-        for example C({balloon: 1024, numa: 1, serial0: socket})."
-      - A key may not be given both here and as an option.
-    type: dict
-  purge:
-    description:
-      - With O(state=absent), also remove the VM from backup jobs, replication jobs, HA resources
-        and ACLs, and destroy disks that are not referenced in its configuration.
-    type: bool
-    default: false
-  force:
-    description:
-      - With O(state=stopped), O(state=template) or O(state=restarted), stop the VM hard when it does not shut
-        down within O(timeout) seconds.
-    type: bool
-    default: false
-  timeout:
-    description:
-      - Seconds to wait for each Proxmox task, for a graceful shutdown, and for a locked VM to be unlocked.
-    type: int
-    default: 300
-  restart_on_change:
-    description:
-      - Reboot a running VM when configuration changes are pending until its next start (RV(pending)),
-        so that they take effect.
-    type: bool
-    default: false
-  update:
-    description:
-      - Whether the configuration of an existing VM is brought in line with the settings given.
-      - With V(false) the settings are only used to create a missing VM.
-    type: bool
-    default: true
 notes:
   - Names, not vmids, are what routing and idempotence rely on; the same vmid may exist on several clusters.
   - A task that fails half way leaves nothing behind that a new run does not converge from; for example,
@@ -268,6 +184,49 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+error:
+  description:
+    - Why the module failed, as data beside C(msg), so that a play can C(rescue) on RV(error.type)
+      instead of matching the text of the message. The same fields as the MCP server's tool errors.
+    - Never contains a token secret.
+  returned: failure
+  type: dict
+  sample: {type: GuestLockedError, cluster: production}
+  contains:
+    type:
+      description:
+        - The kind of failure, the name of the error class, for example V(GuestLockedError) (a guest stayed
+          locked by another task), V(TaskError) (a Proxmox task did not end V(OK)), V(TaskTimeoutError),
+          V(ClusterNotFoundError) (an unknown cluster name), V(ClusterConnectionError), V(AuthenticationError),
+          V(PermissionDeniedError), V(ApiError), V(GuestNotFoundError), V(GuestConflictError),
+          V(NodeOfflineError), V(UnreadableClustersError) or V(ConfigError).
+      type: str
+      returned: always
+      sample: TaskError
+    cluster:
+      description: The cluster it happened on.
+      type: str
+      returned: when known
+      sample: production
+    status:
+      description: The HTTP status of the API's answer, when the API refused a request.
+      type: int
+      returned: when known
+      sample: 500
+    upid:
+      description: The id of the Proxmox task that failed.
+      type: str
+      returned: when a task failed
+    exitstatus:
+      description: How that task ended.
+      type: str
+      returned: when a task failed
+      sample: "command 'qm start 100' failed: exit code 1"
+    log:
+      description: The last lines of that task's log.
+      type: list
+      elements: str
+      returned: when a task failed
 cluster:
   description: The cluster the VM is on (or would be created on).
   returned: always
@@ -388,9 +347,9 @@ waited_for:
       type: str
 '''
 
-from ansible_collections.pmx.multicluster.plugins.module_utils.module import PmxModule, pmx_guest_argument_spec
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.manager import GuestManager
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import spec_from_params
+from ansible_collections.pmx.multicluster.plugins.module_utils.module import PmxModule, pmx_guest_argument_spec
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import QEMU
 
 # Options that are PVE config keys of the same name; the dict options hold several keys each.

@@ -5,7 +5,6 @@ configuration that is wrong in one way.
 """
 
 import pytest
-
 from fakepve.certs import make_cert
 
 from conftest import edited_env_text, lab_secrets, run_play, write_env_file
@@ -78,7 +77,8 @@ def test_configuration_errors(lab, tmp_path, case, make_env, expected):
 
 
 def test_wrong_token_secret_is_401_with_token_id(lab, tmp_path):
-    env_file = write_env_file(tmp_path, edited_env_text(lab, replace={'PROXMOX_CLUSTER_staging_TOKEN_SECRET': WRONG_SECRET}))
+    env_file = write_env_file(tmp_path, edited_env_text(
+        lab, replace={'PROXMOX_CLUSTER_staging_TOKEN_SECRET': WRONG_SECRET}))
     result = run_info(tmp_path, env_file, {'fail_on_unreachable': True})
     msg = failed_msg(result)
     assert ("cluster 'staging': the API at %s rejected the token root@pam!pmx (401 authentication failure). "
@@ -100,7 +100,8 @@ def test_connection_refused(lab, tmp_path):
 def test_bad_certificate(lab, tmp_path):
     # A CA bundle that did not sign the lab's certificate: verification must fail, clearly.
     other_ca = make_cert(str(tmp_path), name='other', hosts=(lab.clusters['production'].host,))[0]
-    env_file = write_env_file(tmp_path, edited_env_text(lab, replace={'PROXMOX_CLUSTER_production_CA_BUNDLE': other_ca}))
+    env_file = write_env_file(tmp_path, edited_env_text(
+        lab, replace={'PROXMOX_CLUSTER_production_CA_BUNDLE': other_ca}))
     result = run_info(tmp_path, env_file, {'name': ['production'], 'fail_on_unreachable': True})
     msg = failed_msg(result)
     assert "cluster 'production': TLS certificate verification failed for %s" % lab.clusters['production'].url in msg

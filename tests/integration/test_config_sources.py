@@ -10,8 +10,23 @@ of every lab secret and of the secrets registered here. docs/fault-matrix.md lis
 import ssl
 import subprocess
 
-from conftest import (BIN, CHECK, INFO, MAY_FAIL, VM, ansible_env, capture, env_file, failed_message, inventory, mcp,
-                      play, register_secret, url_of, writes)
+from conftest import (
+    BIN,
+    CHECK,
+    INFO,
+    MAY_FAIL,
+    VM,
+    ansible_env,
+    capture,
+    env_file,
+    failed_message,
+    inventory,
+    mcp,
+    play,
+    register_secret,
+    url_of,
+    writes,
+)
 
 WRONG_SECRET = '5ec2e700-c0f1-4bad-9a11-000000000012'
 URL_PASSWORD = 'Url-Pa55w0rd-12'

@@ -14,8 +14,28 @@ import time
 
 from fakepve.certs import make_cert
 
-from conftest import (CHECK, CT, DEAD, INFO, MAY_FAIL, VM, WRITES, clear_network, effective, env_file, failed_message,
-                      inventory, mcp, network_fault, play, recorded, register_secret, url_of, vms_named, writes)
+from conftest import (
+    CHECK,
+    CT,
+    DEAD,
+    INFO,
+    MAY_FAIL,
+    VM,
+    WRITES,
+    clear_network,
+    effective,
+    env_file,
+    failed_message,
+    inventory,
+    mcp,
+    network_fault,
+    play,
+    recorded,
+    register_secret,
+    url_of,
+    vms_named,
+    writes,
+)
 
 CT_PASSWORD = 'Ct-F4ult-S3cret-pw'
 OTHER_SECRET = '0badc0de-f00d-4bee-8f00-5ec2e7000000'
@@ -134,7 +154,8 @@ def test_hanging_request_times_out(fresh_lab, tmp_path):
     assert inv.rc == 0 and "cluster 'production' cannot be read" in inv.text and 'no answer within 0.5s' in inv.text
     assert 'stg-web01' in inv.hosts
     (guests,) = mcp(lab, [('list_guests', {})], env=env)
-    assert guests[1]['errors'][0]['cluster'] == 'production' and 'no answer within 0.5s' in guests[1]['errors'][0]['error']
+    assert guests[1]['errors'][0]['cluster'] == 'production'
+    assert 'no answer within 0.5s' in guests[1]['errors'][0]['error']
 
     # A write that hangs: sent once, reported as unknown; the fake applies it when the hang ends.
     network_fault(lab, 'production', lambda method, path, n: method == 'POST', hang_secs=2)
@@ -189,7 +210,7 @@ def test_node_offline(fresh_lab, tmp_path):
                        write=True)
     assert start[0] is True and "node 'prod-pve1' of VM 'prod-batch01' (vmid 103) is offline" in start[1]
     assert 'nothing was changed' in start[1]
-    assert dict((n['node'], n['status']) for n in nodes[1]['nodes'])['prod-pve1'] != 'online'
+    assert dict((n['name'], n['status']) for n in nodes[1]['nodes'])['prod-pve1'] != 'online'
     result = play(lab, tmp_path, VM, [('info', {'name': ['production']}, {}, INFO),
                                       ('create', {'name': 'prod-new01', 'node': 'prod-pve1', 'memory': 512},
                                        MAY_FAIL)])
@@ -309,7 +330,8 @@ def test_missing_privilege_is_403(fresh_lab, tmp_path):
     result = play(lab, tmp_path, VM, [('update', {'name': 'prod-web01', 'memory': 1024}, MAY_FAIL)], env=env)
     msg = failed_message(result, 'update')
     assert "cluster 'production': task qmconfig on node prod-pve1 failed: Permission check failed (/vms/100, " \
-        "VM.Config.Memory). The token %s lacks this privilege. Grant the missing privilege to the token (pveum acl modify" % token in msg, msg
+        "VM.Config.Memory). The token %s lacks this privilege. Grant the missing privilege to the token " \
+        "(pveum acl modify" % token in msg, msg
     (start,) = mcp(lab, [('start_guest', {'name': 'prod-batch01'})], env=env, write=True)
     assert start[0] is True and 'permission denied' in start[1] and 'VM.PowerMgmt' in start[1], start
     inv = inventory(lab, tmp_path, env=env)
@@ -357,7 +379,8 @@ BAD_VM_STEPS = [
     ('raw_unknown', {'name': 'prod-web01', 'config': {'memroy': 1024}},
      "config key 'memroy' is not a Proxmox VE VM setting (did you mean 'memory'?); nothing was changed"),
     ('raw_vmid', {'name': 'prod-web01', 'config': {'vmid': 5}}, "config key 'vmid' is not accepted: use the vmid"),
-    ('raw_name', {'name': 'prod-web01', 'config': {'name': 'other'}}, "config key 'name' is not accepted: use the name"),
+    ('raw_name', {'name': 'prod-web01', 'config': {'name': 'other'}},
+     "config key 'name' is not accepted: use the name"),
     ('raw_delete', {'name': 'prod-web01', 'config': {'delete': 'net0'}},
      "config key 'delete' is not accepted (it controls how PVE applies a change"),
     ('unknown_cluster', {'name': 'prod-web01', 'cluster': 'prodution', 'memory': 512}, "Did you mean 'production'?"),

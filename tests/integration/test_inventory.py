@@ -199,8 +199,8 @@ def test_same_name_in_two_clusters_keeps_both(fresh_lab, tmp_path):
 def test_clusters_sharing_a_group_name_keep_their_own_regions(lab, tmp_path):
     """Two clusters whose names sanitise to one group (stg-a, stg_a): each guest is in its own region's group."""
     staging = lab.clusters['staging']
-    clusters = [{'name': name, 'api_url': staging.url, 'token_id': staging.token_id, 'token_secret': staging.token_secret,
-                 'ca_bundle': lab.ca_bundle, 'region': region, 'tier': 'same'}
+    clusters = [{'name': name, 'api_url': staging.url, 'token_id': staging.token_id,
+                 'token_secret': staging.token_secret, 'ca_bundle': lab.ca_bundle, 'region': region, 'tier': 'same'}
                 for name, region in (('stg-a', 'r1'), ('stg_a', 'r2'))]
     inv = run_inventory(lab, tmp_path, {'clusters': clusters}, env_file=False)
     assert inv.rc == 0, inv.output
@@ -223,7 +223,8 @@ def test_clusters_sharing_a_group_name_keep_their_own_regions(lab, tmp_path):
     ({'types': ['lxc']}, all_samples(suffixes=['cache01', 'proxy01'])),
     ({'tags': ['db', 'cache']}, all_samples(suffixes=['db01', 'cache01'])),
     ({'filters': ['pmx_maxmem >= 4294967296', "pmx_type == 'qemu'"]}, all_samples(suffixes=['web01', 'web02', 'db01'])),
-    ({'filters': ["'staging' in pmx_tags and pmx_status == 'running'"]}, all_samples(['staging'], SAMPLES[:3] + ('cache01',))),
+    ({'filters': ["'staging' in pmx_tags and pmx_status == 'running'"]},
+     all_samples(['staging'], SAMPLES[:3] + ('cache01',))),
     ({'include_templates': True, 'types': ['qemu'], 'status': ['stopped']},
      all_samples(suffixes=['batch01', 'tpl-debian12'])),
     ({'include_clusters': ['production'], 'status': ['running'], 'types': ['qemu'], 'tags': ['web'],
@@ -252,7 +253,8 @@ def test_failing_filter_is_false_or_an_error_with_strict(lab, tmp_path):
     inv = run_inventory(lab, tmp_path, options)
     assert_ok(inv)
     assert inv.hosts == set()
-    inv = run_inventory(lab, tmp_path, dict(options, strict=True), env={'ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED': '1'})
+    inv = run_inventory(lab, tmp_path, dict(options, strict=True),
+                        env={'ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED': '1'})
     assert inv.rc != 0
     assert "filter 'pmx_no_such_variable > 1' failed" in inv.output
 
@@ -261,7 +263,8 @@ def test_failing_filter_is_false_or_an_error_with_strict(lab, tmp_path):
 
 def test_compose_groups_and_keyed_groups(lab, tmp_path):
     inv = run_inventory(lab, tmp_path, {
-        'compose': {'mem_gib': 'pmx_maxmem // 1073741824', 'ansible_user': "'debian' if pmx_type == 'qemu' else 'root'"},
+        'compose': {'mem_gib': 'pmx_maxmem // 1073741824',
+                    'ansible_user': "'debian' if pmx_type == 'qemu' else 'root'"},
         'groups': {'big': 'pmx_maxmem >= 8589934592', 'prod_web': "pmx_cluster == 'production' and 'web' in pmx_tags"},
         'keyed_groups': [
             {'key': 'pmx_tags', 'prefix': 'tag'},
@@ -449,7 +452,8 @@ def test_want_ips_agent_off_and_static_container_address(fresh_lab, tmp_path):
     vm.config['agent'] = '0'
     ct = next(c for c in pve.cts if c.vmid == 104)
     ct.config['net0'] = 'name=eth0,bridge=vmbr0,ip=192.0.2.44/24,ip6=2001:db8::44/64,type=veth'
-    inv = run_inventory(fresh_lab, tmp_path, {'want_ips': True, 'want_config': True, 'include_clusters': ['production']})
+    inv = run_inventory(fresh_lab, tmp_path,
+                        {'want_ips': True, 'want_config': True, 'include_clusters': ['production']})
     assert_ok(inv)
     assert inv.hostvars['prod-web02']['pmx_ips'] == []
     assert inv.hostvars['prod-cache01']['pmx_ips'] == ['192.0.2.44', '2001:db8::44']

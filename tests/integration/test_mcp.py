@@ -10,6 +10,7 @@ import json
 import pytest
 
 from conftest import ansible_env, lab_secrets, run_mcp
+
 READ_TOOLS = {'list_clusters', 'cluster_status', 'list_nodes', 'list_guests', 'guest_details', 'list_storages',
               'recent_tasks', 'route_guest', 'snapshot_list'}
 WRITE_TOOLS = {'start_guest', 'shutdown_guest', 'stop_guest', 'reboot_guest', 'create_vm', 'clone_guest',
@@ -277,7 +278,8 @@ def test_create_start_delete_routed_by_pattern(fresh_lab):
     err, preview = res['preview']
     assert not err and preview['preview'] is True and preview['changed'] is False
     assert preview['cluster'] == 'staging' and preview['current_status'] == 'running'
-    assert preview['guest']['vmid'] == vmid and 'destroy' in preview['would'] and 'confirm=true' in preview['to_confirm']
+    assert preview['guest']['vmid'] == vmid and 'destroy' in preview['would']
+    assert 'confirm=true' in preview['to_confirm']
     assert res['still_there'][0] is False
     err, delete = res['delete']
     assert not err and delete['changed'] is True and delete['status'] == 'absent'

@@ -30,7 +30,8 @@ def recap_changed(output):
 
 def test_rolling_restart_restarts_each_running_guest_of_the_group_one_at_a_time(fresh_lab):
     result = run_playbook(PLAYBOOKS / 'rolling_restart.yml', env_file=fresh_lab.env_file,
-                          args=['-i', str(LAB_INVENTORY), '-e', 'restart_group=pmx_cluster_staging:&pmx_status_running'])
+                          args=['-i', str(LAB_INVENTORY),
+                                '-e', 'restart_group=pmx_cluster_staging:&pmx_status_running'])
     assert result.rc == 0, result.output
     # The four running staging guests (VMs 100-102, container 104), each rebooted once; nothing elsewhere.
     assert sorted(reboots(fresh_lab, 'staging')) == [('qmreboot', 100), ('qmreboot', 101), ('qmreboot', 102),

@@ -54,7 +54,8 @@ def new_ct(name, **extra):
 # ------------------------------------------------------------------ create across clusters
 
 def test_create_by_pattern_check_apply_check_apply(fresh_lab, tmp_path):
-    """prod-* and stg-* containers land on their clusters; check mode writes nothing; idempotent; no password at -vvv."""
+    """prod-* and stg-* containers land on their clusters; check mode writes nothing; idempotent; no password
+    at -vvv."""
     with_template(fresh_lab, 'production', 'staging')
     prod, stg = fresh_lab.clusters['production'], fresh_lab.clusters['staging']
     before = snapshot(fresh_lab)

@@ -16,8 +16,21 @@ import time
 import pytest
 
 import pmxlab
-from conftest import (FRESH_LAB_HOST, INFO, MAY_FAIL, SHARED_LAB_HOST, VM, env_file, failed_message, inventory, mcp,
-                      network_fault, play, register_secret, url_of)
+from conftest import (
+    FRESH_LAB_HOST,
+    INFO,
+    MAY_FAIL,
+    SHARED_LAB_HOST,
+    VM,
+    env_file,
+    failed_message,
+    inventory,
+    mcp,
+    network_fault,
+    play,
+    register_secret,
+    url_of,
+)
 
 JUNK = 'Junk-after-the-break-7c1e'
 # The hang outlasts every timeout and deadline of these cases: an answer can only come from the collection.

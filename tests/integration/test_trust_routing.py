@@ -6,8 +6,21 @@ that a refused write changed nothing. docs/fault-matrix.md lists the cases (sect
 values").
 """
 
-from conftest import (CHECK, CT, DEAD, INFO, MAY_FAIL, VM, env_file, failed_message, inventory, mcp, play, vms_named,
-                      writes)
+from conftest import (
+    CHECK,
+    CT,
+    DEAD,
+    INFO,
+    MAY_FAIL,
+    VM,
+    env_file,
+    failed_message,
+    inventory,
+    mcp,
+    play,
+    vms_named,
+    writes,
+)
 
 TEMPLATE = 'debian-12-standard_12.7-1_amd64.tar.zst'
 
@@ -20,8 +33,8 @@ def requests_made(lab):
 
 def test_a_lookup_that_could_not_read_a_cluster_refuses_every_write(fresh_lab, tmp_path):
     """staging is down. A name no pattern matches (web-orphan lives in staging), a vmid without a cluster
-    (777 is web-seven in production and stg-seven in staging): each write fails before changing anything, naming staging and
-    saying to give cluster:. Today's fallbacks (a second guest on the default cluster, "absent" while it
+    (777 is web-seven in production and stg-seven in staging): each write fails before changing anything, naming
+    staging and saying to give cluster:. Today's fallbacks (a second guest on the default cluster, "absent" while it
     exists, deleting production's 777) do not happen. Reads answer from what they could read."""
     lab = fresh_lab
     lab.call(lab.clusters['staging'].pve.add_vm, 555, 'web-orphan', 'stg-pve2')
@@ -64,7 +77,8 @@ def test_a_lookup_that_could_not_read_a_cluster_refuses_every_write(fresh_lab, t
              ('delete_guest', {'vmid': 777, 'confirm': True}), ('list_guests', {})]
     route, missing, found, start, delete, listing = mcp(lab, calls, env=env, write=True)
     assert route[0] is False and route[1]['cluster'] == 'production' and route[1]['reason'] == 'default'
-    assert route[1]['unreadable'][0]['cluster'] == 'staging' and "'staging' could not be read" in route[1]['write_refused']
+    assert route[1]['unreadable'][0]['cluster'] == 'staging'
+    assert "'staging' could not be read" in route[1]['write_refused']
     assert missing[0] is True and "it may be in cluster(s) 'staging', which could not be read" in missing[1]
     assert found[0] is False and found[1]['cluster'] == 'production' and found[1]['route_reason'] == 'located'
     assert found[1]['unreadable'][0]['cluster'] == 'staging'
@@ -202,11 +216,13 @@ def test_the_inventory_never_loses_a_guest_whose_name_is_another_ones_generated_
     assert inv.rc == 0, inv.stderr
     hostvars = inv.data['_meta']['hostvars']
     assert len(hostvars) == listed(lab)
-    where = dict((h, (v['pmx_cluster'], v['pmx_vmid'])) for h, v in hostvars.items() if v['pmx_name'].startswith('prod-web01'))
+    where = dict((h, (v['pmx_cluster'], v['pmx_vmid'])) for h, v in hostvars.items()
+                 if v['pmx_name'].startswith('prod-web01'))
     assert where == {'prod-web01.production': ('disaster-recovery', 602),
                      'prod-web01.production.100': ('production', 100),
                      'prod-web01.staging': ('staging', 601)}
-    assert 'guest names used more than once' in inv.text and 'prod-web01.production.100 (production vmid 100)' in inv.text
+    assert 'guest names used more than once' in inv.text
+    assert 'prod-web01.production.100 (production vmid 100)' in inv.text
 
     lab.call(lab.clusters['disaster-recovery'].pve.add_vm, 603, 'prod-web01.production.100', 'dr-pve2')
     again = inventory(lab, tmp_path)

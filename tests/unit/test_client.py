@@ -12,8 +12,17 @@ from fakepve.certs import make_cert
 from ansible_collections.pmx.multicluster.plugins.module_utils.client import FailureMemory, PveClient, RetryPolicy
 from ansible_collections.pmx.multicluster.plugins.module_utils.config import load_config
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
-    ApiError, AuthenticationError, ClusterConnectionError, ClusterError, ConfigError, PermissionDeniedError,
-    ResourceNotFoundError, TaskError, TaskTimeoutError)
+    ApiError,
+    AuthenticationError,
+    ClusterConnectionError,
+    ClusterError,
+    ConfigError,
+    PermissionDeniedError,
+    ResourceNotFoundError,
+    TaskError,
+    TaskTimeoutError,
+)
+
 from conftest import SHARED_LAB_HOST
 
 # Loopback addresses where nothing listens (the labs use 127.0.1.x and 127.0.2.x).

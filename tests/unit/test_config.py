@@ -6,7 +6,12 @@ import re
 import pytest
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.config import (
-    DEFAULT_CACHE_TTL, DEFAULT_TIMEOUT, ClusterConfig, RegistryConfig, load_config)
+    DEFAULT_CACHE_TTL,
+    DEFAULT_TIMEOUT,
+    ClusterConfig,
+    RegistryConfig,
+    load_config,
+)
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ConfigError
 
 SECRET_PROD = 'a1b2c3d4-0000-4000-8000-prodprodprod'
@@ -302,8 +307,8 @@ INVALID = [
     ('api-url-second-bad', one(API_URL='https://a.example.com,ftp://b.example.com'), ['https', 'ftp://b'], []),
     ('timeout-zero', one(TIMEOUT='0'), ['PROXMOX_CLUSTER_production_TIMEOUT', 'positive'], []),
     ('timeout-not-a-number', one(TIMEOUT='soon'), ['PROXMOX_CLUSTER_production_TIMEOUT'], []),
-    ('pattern-star', one(PATTERNS='prod-*,*'), ['PROXMOX_CLUSTER_production_PATTERNS', "'*'", 'PROXMOX_DEFAULT_CLUSTER'],
-     []),
+    ('pattern-star', one(PATTERNS='prod-*,*'),
+     ['PROXMOX_CLUSTER_production_PATTERNS', "'*'", 'PROXMOX_DEFAULT_CLUSTER'], []),
     ('pattern-with-space', one(PATTERNS='prod *'), ['PROXMOX_CLUSTER_production_PATTERNS', 'spaces'], []),
     ('default-cluster-unknown', with_(SEED, PROXMOX_DEFAULT_CLUSTER='nowhere'),
      ["default cluster 'nowhere'", 'PROXMOX_DEFAULT_CLUSTER', 'production, staging, disaster-recovery'], []),
@@ -759,6 +764,7 @@ def test_references_in_the_env_file(tmp_path, environ, lines, region):
 def test_references_resolve_as_python_dotenv_load_dotenv(tmp_path, monkeypatch):
     """The same values as python-dotenv's own reading without override (load_dotenv's), for PROXMOX_ keys."""
     from dotenv.main import DotEnv
+
     from ansible_collections.pmx.multicluster.plugins.module_utils.config import read_env_file
     monkeypatch.setenv('PMX_TEST_SITE', 'from-env')
     text = ('A=1\nB=${A}2\nPROXMOX_X=${B}3\nPROXMOX_Y="${PMX_TEST_SITE}/${A:-d}/${NONE:-d}"\nPMX_TEST_SITE=file\n'
@@ -786,6 +792,7 @@ DOTENV_LINES = [
 
 def dotenv_reading(text):
     import io
+
     from dotenv.parser import parse_stream
     bindings = list(parse_stream(io.StringIO(text)))
     return [(b.key, b.value) for b in bindings if b.key is not None and not b.error], sum(b.error for b in bindings)
@@ -973,6 +980,7 @@ def test_api_url_credentials_in_the_clusters_option():
 def test_env_reader_reads_random_texts_as_python_dotenv():
     """Random texts of tricky pieces: the same bindings and the same number of bad lines as python-dotenv."""
     import random
+
     from ansible_collections.pmx.multicluster.plugins.module_utils.config import scan_env_text
     pieces = ['A', 'B_1', 'export', 'export ', ' ', '\t', '=', '#', '  #c', "'", '"', '"ab"', "'c d'", '\\', 'x',
               '\n', '\n', '\r\n', '\r', '${A}', '\u00e9', '\f', ':', '.', '-']

@@ -2,19 +2,40 @@
 
 import pytest
 
-from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ApiError, GuestLockedError
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
-    DuplicateGuestError, GuestConflictError, GuestNotFoundError, NodeOfflineError)
+    ApiError,
+    DuplicateGuestError,
+    GuestConflictError,
+    GuestLockedError,
+    GuestNotFoundError,
+    NodeOfflineError,
+    vmid_taken,
+)
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.manager import GuestManager
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import GuestSpec
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.checks import (
-    check_config_keys, check_guest_name, check_property_strings, check_vmid)
+    check_config_keys,
+    check_guest_name,
+    check_property_strings,
+    check_vmid,
+)
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.diff import (
-    config_diff, desired_config, pending_state, with_cluster_defaults)
+    config_diff,
+    desired_config,
+    pending_state,
+    with_cluster_defaults,
+)
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import LXC, QEMU
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import (
-    api_value, disk_equal, keep_mac, normalise_tags, size_bytes, split_net, split_props, values_equal)
-from ansible_collections.pmx.multicluster.plugins.module_utils.errors import vmid_taken
+    api_value,
+    disk_equal,
+    keep_mac,
+    normalise_tags,
+    size_bytes,
+    split_net,
+    split_props,
+    values_equal,
+)
 
 MAC = 'BC:24:11:01:00:64'
 

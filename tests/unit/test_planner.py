@@ -5,9 +5,16 @@ import time
 import pytest
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
-    GuestConflictError, GuestNotFoundError, NodeOfflineError)
+    GuestConflictError,
+    GuestNotFoundError,
+    NodeOfflineError,
+)
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.planner import (
-    ClusterDefaults, Current, Step, plan_guest)
+    ClusterDefaults,
+    Current,
+    Step,
+    plan_guest,
+)
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import GuestSpec
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import LXC, QEMU
 

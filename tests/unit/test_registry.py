@@ -5,13 +5,18 @@ import threading
 
 import pytest
 
-import pmxlab
 from ansible_collections.pmx.multicluster.plugins.module_utils.client import FailureMemory, PveClient
 from ansible_collections.pmx.multicluster.plugins.module_utils.config import ClusterConfig, load_config
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
-    AmbiguousClusterSelectionError, ApiError, ClusterConnectionError, ClusterNotFoundError)
+    AmbiguousClusterSelectionError,
+    ApiError,
+    ClusterConnectionError,
+    ClusterNotFoundError,
+)
 from ansible_collections.pmx.multicluster.plugins.module_utils.registry import ClusterRegistry, ClusterResult
 from ansible_collections.pmx.multicluster.plugins.module_utils.router import Route
+
+import pmxlab
 
 NAMES = ['production', 'staging', 'disaster-recovery']
 BARRIER_TIMEOUT = 5

@@ -4,7 +4,11 @@ import pytest
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.config import load_config
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
-    AmbiguousClusterSelectionError, ClusterError, ClusterNotFoundError, UnreadableClustersError)
+    AmbiguousClusterSelectionError,
+    ClusterError,
+    ClusterNotFoundError,
+    UnreadableClustersError,
+)
 from ansible_collections.pmx.multicluster.plugins.module_utils.router import Located, Route, Router
 
 
@@ -46,7 +50,8 @@ ROUTES = [
     ('explicit-beats-pattern', 'seed', dict(cluster='staging', name='prod-web01'), NO_LOCATE, ('staging', 'explicit')),
     ('explicit-beats-located', 'seed', dict(cluster='disaster-recovery', name='web01'), ['production'],
      ('disaster-recovery', 'explicit')),
-    ('explicit-beats-prefix', 'prefix', dict(cluster='production', name='stg-x'), NO_LOCATE, ('production', 'explicit')),
+    ('explicit-beats-prefix', 'prefix', dict(cluster='production', name='stg-x'), NO_LOCATE,
+     ('production', 'explicit')),
     ('explicit-upper-case-spelling', 'seed', dict(cluster='DISASTER_RECOVERY'), NO_LOCATE,
      ('disaster-recovery', 'explicit')),
     ('explicit-lower-underscore-spelling', 'seed', dict(cluster='disaster_recovery'), NO_LOCATE,

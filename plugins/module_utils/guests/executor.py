@@ -19,14 +19,29 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
-    ApiError, GuestConflictError, GuestLockedError, ResourceNotFoundError, TaskError, TaskTimeoutError,
-    already_done, shutdown_timed_out, vmid_taken)
+    ApiError,
+    GuestConflictError,
+    GuestLockedError,
+    ResourceNotFoundError,
+    TaskError,
+    TaskTimeoutError,
+    already_done,
+    shutdown_timed_out,
+    vmid_taken,
+)
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.lookup import (
-    CREATING_LOCKS, describe, find, in_creation)
+    CREATING_LOCKS,
+    describe,
+    find,
+    in_creation,
+)
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.planner import Plan, Step
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import GuestSpec
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.diff import (
-    config_diff, pending_state, with_cluster_defaults)
+    config_diff,
+    pending_state,
+    with_cluster_defaults,
+)
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import GuestKind, guests_path
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import api_value, word
 from ansible_collections.pmx.multicluster.plugins.module_utils.router import same_name

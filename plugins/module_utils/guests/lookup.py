@@ -14,7 +14,11 @@ import re
 from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
-    DuplicateGuestError, GuestConflictError, GuestNotFoundError, NodeOfflineError)
+    DuplicateGuestError,
+    GuestConflictError,
+    GuestNotFoundError,
+    NodeOfflineError,
+)
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import KINDS, GuestKind, label_of
 from ansible_collections.pmx.multicluster.plugins.module_utils.router import same_name
 

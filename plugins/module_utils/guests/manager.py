@@ -21,12 +21,26 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.executor import Executor, Outcome
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.lookup import (
-    CREATING_LOCKS, check_node, choose_node, describe, find, find_source)
+    CREATING_LOCKS,
+    check_node,
+    choose_node,
+    describe,
+    find,
+    find_source,
+)
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.planner import (
-    ClusterDefaults, Current, Plan, plan_guest)
+    ClusterDefaults,
+    Current,
+    Plan,
+    plan_guest,
+)
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import GuestSpec
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.checks import (
-    check_config_keys, check_guest_name, check_property_strings, check_vmid)
+    check_config_keys,
+    check_guest_name,
+    check_property_strings,
+    check_vmid,
+)
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import QEMU, GuestKind
 from ansible_collections.pmx.multicluster.plugins.module_utils.tasks import LockedWriter
 

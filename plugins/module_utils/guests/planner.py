@@ -21,7 +21,11 @@ from typing import Any, Dict, List, Optional
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import GuestConflictError, GuestNotFoundError
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.lookup import (
-    check_node, choose_node, describe, find_source)
+    check_node,
+    choose_node,
+    describe,
+    find_source,
+)
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import GuestSpec
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.checks import check_new_disk
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.diff import config_diff, with_cluster_defaults

@@ -16,7 +16,14 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.errors import Gue
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.checks import check_new_disk
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import GuestKind
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import (
-    NEW_DISK, api_value, disk_equal, keep_mac, split_net, values_equal, word)
+    NEW_DISK,
+    api_value,
+    disk_equal,
+    keep_mac,
+    split_net,
+    values_equal,
+    word,
+)
 
 # PVE's own size of a container's root file system when the create request gives none (GiB).
 LXC_DEFAULT_ROOTFS_GIB = 4
