@@ -118,7 +118,7 @@ notes:
     refused before any request.
 '''
 
-    # The options every guest module (pmx_vm, pmx_lxc) shares: module_utils/module.py's pmx_guest_argument_spec.
+    # The options every guest module (pmx_vm, pmx_lxc) shares: module_utils/ansible_module.py's pmx_guest_argument_spec.
     GUEST = r'''
 options:
   cluster:

@@ -207,19 +207,20 @@ class LockedWriter:
         :raises GuestLockedError: still locked at the timeout. :raises TaskError: the task failed.
         """
         deadline = self.clock() + wait
-        while True:
-            remaining = max(1.0, deadline - self.clock())
+
+        def probe():
             try:
                 # The path is built for each attempt: a migration that held the lock may have moved the guest.
-                return self.client.run_task(method, self.path(guest, tail), params, remaining + margin)
+                return True, self.client.run_task(method, self.path(guest, tail), params,
+                                                  max(1.0, deadline - self.clock()) + margin)
             except (ApiError, TaskError) as exc:
                 if isinstance(exc, TaskTimeoutError):
                     raise
                 if isinstance(exc, ResourceNotFoundError) and 'node' in guest and self.relocate(guest):
-                    continue  # migrated while we waited: the request never reached the guest, send it again
+                    return False, 'migrate'  # moved while we waited: the request never reached it, send it again
                 lock = lock_of(exc)
                 if lock is None:
                     raise
-                if self.clock() >= deadline:
-                    raise self.locked_error(guest, lock, wait) from None
-                self.sleep(min(LOCK_POLL, max(0.0, deadline - self.clock())))
+                return False, lock
+
+        return poll(probe, wait, lambda lock: self.locked_error(guest, lock, wait), sleep=self.sleep, clock=self.clock)

@@ -314,7 +314,7 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
     UnreadableClustersError,
 )
 from ansible_collections.pmx.multicluster.plugins.module_utils.health import clusters_health
-from ansible_collections.pmx.multicluster.plugins.module_utils.module import PmxModule
+from ansible_collections.pmx.multicluster.plugins.module_utils.ansible_module import PmxModule
 
 
 def route_names(registry, names, lookup):

@@ -330,6 +330,17 @@ adopted:
   returned: when it happened
   type: dict
   sample: {vmid: 106, removed_vmid: 107}
+plan:
+  description:
+    - The steps decided on, in order, each with C(action) (V(create), V(clone), V(update), V(start),
+      V(shutdown), V(stop), V(reboot), V(template) or V(delete)) and, where it has some, C(params) (write-only
+      values such as passwords masked). In check mode this is what would be done; RV(tasks) is what was done.
+    - A V(reboot) with C(if_pending=true) happens only if settings wait for a reboot after the update
+      (O(restart_on_change)).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{action: update, params: {changes: {memory: 8192}}}, {action: start}]
 waited_for:
   description: Tasks of an earlier or another run that were still running on this VM and were waited for.
   returned: always
@@ -349,7 +360,7 @@ waited_for:
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.manager import GuestManager
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import spec_from_params
-from ansible_collections.pmx.multicluster.plugins.module_utils.module import PmxModule, pmx_guest_argument_spec
+from ansible_collections.pmx.multicluster.plugins.module_utils.ansible_module import PmxModule, pmx_guest_argument_spec
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import QEMU
 
 # Options that are PVE config keys of the same name; the dict options hold several keys each.

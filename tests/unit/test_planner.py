@@ -185,4 +185,8 @@ def test_a_step_shows_no_guest_object_and_no_write_only_value():
     shown = [step.as_dict() for step in plan.steps]
     assert shown[0] == {'action': 'clone', 'params': {'params': {'name': 'web'}, 'source': 'tpl'}}
     assert 'S3cret' not in repr(shown)
+    created = plan_guest(LXC, 'present', GuestSpec(name='ct2', config={'ostemplate': OSTEMPLATE, 'password': 'S3cret'}),
+                         NEW, RESOURCES, 'c')
+    assert created.steps[0].as_dict()['params']['params']['password'] == '********'
+    assert 'S3cret' not in repr([step.as_dict() for step in created.steps])
     assert Step('reboot', if_pending=True).as_dict() == {'action': 'reboot', 'if_pending': True}

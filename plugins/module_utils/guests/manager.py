@@ -156,6 +156,7 @@ class GuestManager:
             'tasks': list(outcome.tasks) if applied else [],
             'waited_for': list(outcome.waited_for) if applied else [],
             'warnings': list(plan.warnings) + (list(outcome.warnings) if applied else []),
+            'plan': [step.as_dict() for step in plan.steps],
         }
         if plan.clone_source is not None:
             result['clone_source'] = plan.clone_source

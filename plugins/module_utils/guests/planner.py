@@ -29,8 +29,12 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.guests.lookup imp
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import GuestSpec
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.checks import check_new_disk
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.diff import config_diff, with_cluster_defaults
-from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import GuestKind
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import KINDS, GuestKind
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import api_value
+
+# Config keys PVE never shows (a cloud-init or root password): a plan shows them masked.
+WRITE_ONLY = frozenset(key for kind in KINDS.values() for key in kind.write_only)
+MASK = '********'
 
 
 @dataclass
@@ -76,7 +80,8 @@ class Step:
     def as_dict(self) -> Dict[str, Any]:
         """The step as the front ends show it (no guest objects, no secrets: write-only values are masked)."""
         out: Dict[str, Any] = {'action': self.action}
-        shown = dict((k, v) for k, v in self.params.items() if k not in ('source', 'desired'))
+        shown = dict((k, _masked(v) if k in ('params', 'changes') else v) for k, v in self.params.items()
+                     if k not in ('source', 'desired'))
         if 'source' in self.params:
             shown['source'] = self.params['source'].get('name') or self.params['source'].get('vmid')
         if shown:
@@ -84,6 +89,11 @@ class Step:
         if self.if_pending:
             out['if_pending'] = True
         return out
+
+
+def _masked(values: Dict[str, Any]) -> Dict[str, Any]:
+    """Config values with the write-only ones (a password) masked."""
+    return dict((k, MASK if k in WRITE_ONLY else v) for k, v in values.items())
 
 
 @dataclass
