@@ -309,12 +309,12 @@ routes:
       sample: [{cluster: staging, error: "cluster 'staging' is unreachable: ..."}]
 '''
 
+from ansible_collections.pmx.multicluster.plugins.module_utils.ansible_module import PmxModule
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
     AmbiguousClusterSelectionError,
     UnreadableClustersError,
 )
 from ansible_collections.pmx.multicluster.plugins.module_utils.health import clusters_health
-from ansible_collections.pmx.multicluster.plugins.module_utils.ansible_module import PmxModule
 
 
 def route_names(registry, names, lookup):

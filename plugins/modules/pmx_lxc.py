@@ -362,9 +362,9 @@ waited_for:
       type: str
 '''
 
+from ansible_collections.pmx.multicluster.plugins.module_utils.ansible_module import PmxModule, pmx_guest_argument_spec
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.manager import GuestManager
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import spec_from_params
-from ansible_collections.pmx.multicluster.plugins.module_utils.ansible_module import PmxModule, pmx_guest_argument_spec
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import LXC
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import property_string
 

@@ -358,9 +358,9 @@ waited_for:
       type: str
 '''
 
+from ansible_collections.pmx.multicluster.plugins.module_utils.ansible_module import PmxModule, pmx_guest_argument_spec
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.manager import GuestManager
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import spec_from_params
-from ansible_collections.pmx.multicluster.plugins.module_utils.ansible_module import PmxModule, pmx_guest_argument_spec
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import QEMU
 
 # Options that are PVE config keys of the same name; the dict options hold several keys each.

@@ -9,7 +9,10 @@ import yaml
 
 from ansible_collections.pmx.multicluster.plugins.doc_fragments.pmx import ModuleDocFragment
 from ansible_collections.pmx.multicluster.plugins.module_utils import config
-from ansible_collections.pmx.multicluster.plugins.module_utils.ansible_module import pmx_argument_spec, pmx_guest_argument_spec
+from ansible_collections.pmx.multicluster.plugins.module_utils.ansible_module import (
+    pmx_argument_spec,
+    pmx_guest_argument_spec,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 MODULES = ('pmx_vm', 'pmx_lxc', 'pmx_cluster_info')
