@@ -140,7 +140,6 @@ def check_property_strings(kind: GuestKind, config: Dict[str, Any]) -> None:
                                      % (key, text, problem, hint))
 
 
-
 VOLUME_NAME = re.compile(r'^[^/:\s]+:(?:(?:vm|base|subvol|basevol)-\d+-disk-\d+|\d+/\S+|\S+/\S+)$')
 
 
@@ -158,7 +157,6 @@ def check_new_disk(kind: GuestKind, key: str, value: Any) -> None:
         "%s: '%s' is not a valid volume; give STORAGE:SIZE in GiB (for example local-lvm:8), an existing "
         "volume (local-lvm:vm-100-disk-1) or a path, then any options after commas (local-lvm:8,mp=/srv)"
         % (key, word(value)))
-
 
 
 # PVE's pve-configid format for snapshot names: a letter, then letters, digits, '-' and '_'; at most 40 characters.

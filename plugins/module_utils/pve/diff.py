@@ -64,7 +64,6 @@ def with_cluster_defaults(kind: GuestKind, config: Dict[str, Any], current: Dict
     return out
 
 
-
 @dataclass
 class ConfigDiff:
     """What an update changes: the values to write, and before/after of the keys concerned."""

@@ -176,8 +176,6 @@ def disk_equal(desired: Any, current: Any, default_key: str = 'file') -> Tuple[b
     return props_equal(want, have), warning
 
 
-
-
 def values_equal(kind: GuestKind, key: str, desired: Any, current: Any) -> bool:
     """Whether a requested config value is what PVE holds, in PVE's own formats.
 
@@ -231,7 +229,6 @@ def keep_mac(kind: GuestKind, desired: Any, current: Any) -> Any:
         rest = ['%s=%s' % (k, v) if v != '' else k for k, v in want.items()]
         return ','.join(['%s=%s' % (model, have[kind.mac_key])] + rest)
     return '%s,%s=%s' % (word(desired), kind.mac_key, have[kind.mac_key])
-
 
 
 def property_string(value: Any) -> Any:
