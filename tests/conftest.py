@@ -47,6 +47,26 @@ def lab(tmp_path_factory):
 
 
 @pytest.fixture
+def plain_http():
+    """A plain HTTP server (no TLS) on a loopback address of the test network; the https:// URL that reaches it."""
+    import http.server
+    import threading
+    host = '127.%d.9.1' % _NET
+
+    class Quiet(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer((host, 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield 'https://%s:%d' % (host, server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
 def fresh_lab(tmp_path):
     """Three fake clusters for one test: for faults and changes that must not leak into other tests."""
     with pmxlab.Lab(str(tmp_path / 'lab'), clusters=3, first_host=FRESH_LAB_HOST) as running:

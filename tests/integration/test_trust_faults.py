@@ -8,9 +8,7 @@ reached the fake. Everything printed or returned is captured for the session-wid
 (test_zz_secret_scan.py). docs/fault-matrix.md lists the cases (F1...).
 """
 
-import http.server
 import random
-import threading
 import time
 
 import pytest
@@ -20,7 +18,6 @@ from conftest import (
     FRESH_LAB_HOST,
     INFO,
     MAY_FAIL,
-    SHARED_LAB_HOST,
     VM,
     env_file,
     failed_message,
@@ -203,24 +200,6 @@ def test_hanging_read_is_sent_once_by_a_module(fresh_lab, tmp_path):
 
 
 # ================================================================== a port that does not speak TLS
-
-@pytest.fixture
-def plain_http():
-    """A plain HTTP server on a loopback address of this test network; the https:// URL that reaches it."""
-    host = '127.%s.9.1' % SHARED_LAB_HOST.split('.')[1]
-
-    class Quiet(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer((host, 0), Quiet)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield 'https://%s:%d' % (host, server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
-
 
 def test_port_without_tls(lab, tmp_path, plain_http):
     """production's API_URL points at a plain HTTP server: every front end says the port answered but not with

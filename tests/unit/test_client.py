@@ -1,9 +1,7 @@
 """PveClient against fakepve: TLS, failover, typed errors, safe retries, the failure memory and task waiting."""
 
 import dataclasses
-import http.server
 import re
-import threading
 import time
 
 import pytest
@@ -22,8 +20,6 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
     TaskError,
     TaskTimeoutError,
 )
-
-from conftest import SHARED_LAB_HOST
 
 # Loopback addresses where nothing listens (the labs use 127.0.1.x and 127.0.2.x).
 DEAD = 'https://127.0.9.9:8006'
@@ -655,25 +651,6 @@ def test_a_secret_that_cannot_be_a_header_is_refused_before_any_request(prod, se
                            "check PROXMOX_CLUSTER_production_TOKEN_SECRET")
         assert caught.value.cluster == 'production'
     assert tried == []
-
-
-@pytest.fixture
-def plain_http():
-    """A plain HTTP server (no TLS) on a loopback address of the test network; its https:// URL."""
-    host = '127.%s.9.1' % SHARED_LAB_HOST.split('.')[1]
-
-    class Quiet(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer((host, 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield 'https://%s:%d' % (host, server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_port_that_does_not_speak_tls(prod, plain_http):
