@@ -142,6 +142,18 @@ def test_values_equal_lxc(key, desired, current, equal):
     ('local-lvm:64', 'local-lvm:vm-100-disk-0,size=32G', True, 'is 32G, not 64G (disks are not resized)'),
     ('ceph:32', 'local-lvm:vm-100-disk-0,size=32G', True, 'is on storage local-lvm, not ceph (disks are not moved)'),
     ('local-lvm:32,ssd=1', 'local-lvm:vm-100-disk-0,size=32G', False, None),
+    # A cloud-init drive asked for as STORAGE:cloudinit is the cdrom volume PVE made there (PVE names it
+    # vm-<vmid>-cloudinit; the lab, vm-<vmid>-disk-<n>).
+    ('local-lvm:cloudinit', 'local-lvm:vm-106-cloudinit,media=cdrom', True, None),
+    ('local-lvm:cloudinit', 'local-lvm:vm-106-disk-1,media=cdrom,size=4M', True, None),
+    ('ceph:cloudinit', 'local-lvm:vm-106-cloudinit,media=cdrom', False, None),
+    ('local-lvm:cloudinit', 'local-lvm:vm-106-disk-0,size=32G', False, None),
+    # A disk imported from an image: import-from and its 0 size are how it was made, not what it is.
+    ('local-lvm:0,import-from=local:import/debian-12.qcow2', 'local-lvm:vm-106-disk-0,size=2G', True, None),
+    ('local-lvm:0,import-from=local:import/debian-12.qcow2,discard=on',
+     'local-lvm:vm-106-disk-0,discard=on,size=2G', True, None),
+    ('ceph:0,import-from=local:import/debian-12.qcow2', 'local-lvm:vm-106-disk-0,size=2G', True,
+     'is on storage local-lvm, not ceph (disks are not moved)'),
 ])
 def test_disk_equal(desired, current, equal, warning):
     assert disk_equal(desired, current) == (equal, warning)

@@ -21,6 +21,8 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import 
 TRUE_WORDS = ('1', 'true', 'yes', 'on', 'y')
 FALSE_WORDS = ('0', 'false', 'no', 'off', 'n')
 SIZE_UNITS = {'': 1024 ** 3, 'K': 1024, 'M': 1024 ** 2, 'G': 1024 ** 3, 'T': 1024 ** 4}
+# A cloud-init drive as PVE's create syntax gives it: STORAGE:cloudinit.
+CLOUDINIT_DRIVE = re.compile(r'^(?P<storage>[^/:\s]+):cloudinit$')
 # A new disk's volume as PVE's create syntax gives it: [storage:]size in GiB.
 NEW_DISK = re.compile(r'^(?:(?P<storage>[^/:\s]+):)?(?P<size>\d+(?:\.\d+)?)$')
 
@@ -160,9 +162,20 @@ def disk_equal(desired: Any, current: Any, default_key: str = 'file') -> Tuple[b
     have = split_props(current, default_key)
     want_volume = want.pop(default_key, '')
     have_volume = have.get(default_key, '')
+    # How a disk is made, not what it is: PVE drops it once the disk exists (the image's size becomes the disk's).
+    imported = want.pop('import-from', None) is not None
     new = NEW_DISK.match(want_volume)
     warning = None
-    if new:
+    cloudinit = CLOUDINIT_DRIVE.match(want_volume)
+    if cloudinit:
+        # STORAGE:cloudinit asks PVE to make the cloud-init drive there; it stores the volume it made (a cdrom).
+        have_storage = have_volume.split(':', 1)[0] if ':' in have_volume else None
+        return have_storage == cloudinit.group('storage') and have.get('media') == 'cdrom', None
+    if new and imported:
+        have_storage = have_volume.split(':', 1)[0] if ':' in have_volume else None
+        if new.group('storage') and have_storage and new.group('storage') != have_storage:
+            warning = 'is on storage %s, not %s (disks are not moved)' % (have_storage, new.group('storage'))
+    elif new:
         have_storage = have_volume.split(':', 1)[0] if ':' in have_volume else None
         if new.group('storage') and have_storage and new.group('storage') != have_storage:
             warning = 'is on storage %s, not %s (disks are not moved)' % (have_storage, new.group('storage'))
