@@ -294,6 +294,8 @@ def lab_pve_class():
             super(LabPve, self).__init__(*args, **kwargs)
             self.request_holds = []  # (method, suffix, Hold)
             self.task_holds = []     # (task type, vmid or None, Hold)
+            # PVE seconds a task of a type takes (qmclone: 3), on top of what fakepve models; see Lab(task_secs=).
+            self.task_secs = {}
 
         def _build_app(self):
             app = super(LabPve, self)._build_app()
@@ -310,6 +312,13 @@ def lab_pve_class():
             return await handler(request)
 
         async def task(self, node, ttype, tid, user, body, vm=None, lock=True, log=()):
+            secs = self.task_secs.get(ttype)
+            if secs:
+                work = body
+
+                async def body():  # the task takes its time before it does its work, as a clone copying disks
+                    await self.pause(secs)
+                    return await work()
             hold = next((h for t, vmid, h in self.task_holds
                          if t == ttype and vmid in (None, str(tid)) and h.matches_left()), None)
             if hold is None:
@@ -370,7 +379,7 @@ class Lab(object):
     """Several fakepve clusters served on one private asyncio loop in a daemon thread."""
 
     def __init__(self, directory, clusters=3, guests_per_cluster=0, first_host='127.0.0.2', port=PORT,
-                 time_scale=0.0, latency=0.0, nodes_per_cluster=3):
+                 time_scale=0.0, latency=0.0, nodes_per_cluster=3, task_secs=None):
         if int(clusters) < 1:
             raise LabError('a lab needs at least one cluster')
         if int(nodes_per_cluster) < 1:
@@ -384,6 +393,8 @@ class Lab(object):
         self.port = int(port)
         self.time_scale = float(time_scale)
         self.latency = float(latency)
+        # PVE seconds each task type takes ({'qmclone': 3, 'qmstart': 1}); they need time_scale > 0 to cost time.
+        self.task_secs = dict((str(k), float(v)) for k, v in (task_secs or {}).items())
         self.nodes_per_cluster = int(nodes_per_cluster)
         self.hosts = lab_hosts(first_host, self.count)
         self.env_file = os.path.join(self.directory, '.env')
@@ -425,6 +436,7 @@ class Lab(object):
             pve.nodes = dict((node, {'online': True}) for node in nodes)
             pve.cluster_name = name
             pve.time_scale = self.time_scale
+            pve.task_secs = dict(self.task_secs)
             if self.latency > 0:
                 pve.slow_network(self.latency)
             token_secret = str(uuid.uuid4())
@@ -652,6 +664,20 @@ class Lab(object):
 
 # ------------------------------------------------------------------ command line
 
+def task_secs_arg(text):
+    """``qmclone:3,qmstart:1`` as {'qmclone': 3.0, 'qmstart': 1.0}."""
+    out = {}
+    for part in filter(None, (p.strip() for p in str(text).split(','))):
+        ttype, sep, secs = part.partition(':')
+        try:
+            out[ttype.strip()] = float(secs)
+        except ValueError:
+            raise argparse.ArgumentTypeError('%r is not TYPE:SECONDS (for example qmclone:3)' % part) from None
+        if not sep or not ttype.strip() or out[ttype.strip()] < 0:
+            raise argparse.ArgumentTypeError('%r is not TYPE:SECONDS (for example qmclone:3)' % part)
+    return out
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog='pmxlab', description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest='command', required=True, metavar='{up,run}')
@@ -666,6 +692,8 @@ def _parser():
         p.add_argument('--time-scale', type=float, default=0.0,
                        help='real seconds per PVE second; 0 finishes tasks at once (default 0)')
         p.add_argument('--latency', type=float, default=0.0, help='PVE seconds added to every response (default 0)')
+        p.add_argument('--task-secs', type=task_secs_arg, default={}, metavar='TYPE:SECS,...',
+                       help='PVE seconds a task type takes, e.g. qmclone:3,qmstart:1 (needs --time-scale > 0)')
 
     up = sub.add_parser('up', help='start the lab and run until Ctrl-C / SIGTERM')
     options(up)
@@ -678,7 +706,8 @@ def _parser():
 
 def _lab(args):
     return Lab(args.dir, clusters=args.clusters, guests_per_cluster=args.guests, first_host=args.first_host,
-               port=args.port, time_scale=args.time_scale, latency=args.latency, nodes_per_cluster=args.nodes)
+               port=args.port, time_scale=args.time_scale, latency=args.latency, nodes_per_cluster=args.nodes,
+               task_secs=args.task_secs)
 
 
 def _err(message):
