@@ -288,8 +288,12 @@ def lab_pve_class():
         return _LAB_PVE
     from aiohttp import web
     from fakepve import FakePve
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:  # the lab's own modules beside this file
+        sys.path.insert(0, here)
+    from pvefleet import TaskConcurrency
 
-    class LabPve(FakePve):
+    class LabPve(TaskConcurrency, FakePve):
         def __init__(self, *args, **kwargs):
             super(LabPve, self).__init__(*args, **kwargs)
             self.request_holds = []  # (method, suffix, Hold)
@@ -634,6 +638,17 @@ class Lab(object):
         key = None if vmid is None else str(vmid)
         self.call(lambda: pve.task_holds.append((task_type, key, hold)))
         return hold
+
+    def most_running(self, cluster, node=None):
+        """The most tasks that ran at once on ``cluster`` (on one ``node`` of it, if given) since the lab
+        started or reset_most_running() (see lab/pvefleet.py)."""
+        pve = self.clusters[cluster].pve
+        return self.call(lambda: pve.most_running[node])
+
+    def reset_most_running(self):
+        """Start a new record of the tasks running at once, on every cluster."""
+        for cluster in self.clusters.values():
+            self.call(cluster.pve.reset_most_running)
 
     def env(self):
         """The PROXMOX_* variables of the .env, as a dict (in the file's order)."""

@@ -229,3 +229,26 @@ notes:
     C(ansible_python_interpreter) to the value of C(ansible_playbook_python) so they run in the
     Python that has proxmoxer installed.
 '''
+
+    # The bounds of the many-guest modules (pmx_guests, pmx_guest_action): ansible_module.py's fleet_argument_spec.
+    FLEET = r'''
+options:
+  per_cluster:
+    description:
+      - At most this many guests of one cluster are worked on at once (their Proxmox tasks running), so that a
+        storage the cluster's nodes share (Ceph, NFS) copies at most this many disks at a time.
+      - Reads and guests with nothing to do take no slot.
+    type: int
+    default: 8
+  per_node:
+    description:
+      - At most this many guests whose tasks run on one node are worked on at once. A clone counts on the node
+        of its source and on its target node.
+      - The default is Proxmox VE's own bound for its bulk actions (C(max_workers) in C(datacenter.cfg),
+        default 4 workers per node).
+    type: int
+    default: 4
+notes:
+  - The guests are worked on by threads of the one module process, each guest exactly as the single-guest
+    modules would (routing, locks waited out, tasks waited for, two runs creating one name leaving one guest).
+'''

@@ -68,6 +68,107 @@ def pmx_guest_argument_spec() -> Dict[str, Any]:
     )
 
 
+def vm_argument_spec() -> Dict[str, Any]:
+    """pmx_vm's options (and those of a VM entry of pmx_guests): the shared guest options and the VM's own."""
+    spec = pmx_guest_argument_spec()
+    spec.update(
+        name=dict(type='str'),
+        cores=dict(type='int'),
+        sockets=dict(type='int'),
+        memory=dict(type='int'),
+        cpu=dict(type='str'),
+        ostype=dict(type='str'),
+        scsihw=dict(type='str'),
+        disks=dict(type='dict'),
+        nets=dict(type='dict'),
+        ciuser=dict(type='str'),
+        cipassword=dict(type='str', no_log=True),
+        sshkeys=dict(type='str', no_log=False),
+        ipconfig=dict(type='dict'),
+        tags=dict(type='list', elements='str'),
+        description=dict(type='str'),
+        onboot=dict(type='bool'),
+        agent=dict(type='bool'),
+        boot=dict(type='str'),
+    )
+    return spec
+
+
+def lxc_argument_spec() -> Dict[str, Any]:
+    """pmx_lxc's options (and those of a container entry of pmx_guests)."""
+    spec = pmx_guest_argument_spec()
+    spec.update(
+        hostname=dict(type='str', aliases=['name']),
+        ostemplate=dict(type='str'), rootfs=dict(type='str'), mounts=dict(type='dict'), nets=dict(type='dict'),
+        cores=dict(type='int'), memory=dict(type='int'), swap=dict(type='int'), unprivileged=dict(type='bool'),
+        features=dict(type='raw'), nameserver=dict(type='str'), searchdomain=dict(type='str'),
+        tags=dict(type='list', elements='str'), description=dict(type='str'), onboot=dict(type='bool'),
+        password=dict(type='str', no_log=True), ssh_public_keys=dict(type='str', no_log=True),
+    )
+    return spec
+
+
+def fleet_argument_spec() -> Dict[str, Any]:
+    """The bounds of the many-guest modules (pmx_guests, pmx_guest_action); documented in the pmx.fleet fragment."""
+    from ansible_collections.pmx.multicluster.plugins.module_utils.fleet import DEFAULT_PER_CLUSTER, DEFAULT_PER_NODE
+    return dict(per_cluster=dict(type='int', default=DEFAULT_PER_CLUSTER),
+                per_node=dict(type='int', default=DEFAULT_PER_NODE))
+
+
+def guest_entries(pmx: 'PmxModule', guests: Any, state: str, timeout: int) -> list:
+    """The ``guests`` option of pmx_guests as fleet entries, each validated as a pmx_vm (``type: vm``, the default)
+    or pmx_lxc (``type: lxc``) task's options would be.
+
+    Every problem of every entry is reported at once, before any request. A secret in an entry (cipassword,
+    password) is masked as the guest module's no_log option would be.
+
+    :raises ConfigError: naming each entry (by index and name) and what is wrong with it.
+    """
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+    from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ConfigError
+    from ansible_collections.pmx.multicluster.plugins.module_utils.fleet import Entry
+    from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import guest_spec
+    from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import LXC, QEMU
+
+    validators = {'vm': (QEMU, ArgumentSpecValidator(vm_argument_spec())),
+                  'lxc': (LXC, ArgumentSpecValidator(lxc_argument_spec()))}
+    problems, entries, seen = [], [], {}
+    for index, raw in enumerate(guests or []):
+        where = 'guests[%d]' % index
+        if not isinstance(raw, dict):
+            problems.append('%s is not a dict' % where)
+            continue
+        params = dict(raw)
+        kind_name = params.pop('type', None) or 'vm'
+        name = params.get('name') if 'name' in params else params.get('hostname')
+        where = '%s (%s)' % (where, name) if name else where
+        if kind_name not in validators:
+            problems.append("%s: type must be vm or lxc, got %r" % (where, kind_name))
+            continue
+        if not name:
+            problems.append('%s: name is required' % where)
+            continue
+        params.setdefault('state', state)
+        params.setdefault('timeout', timeout)
+        kind, validator = validators[kind_name]
+        result = validator.validate(params)
+        pmx.module.no_log_values.update(result._no_log_values)  # pylint: disable=protected-access
+        if result.error_messages:
+            problems.extend('%s: %s' % (where, error) for error in result.error_messages)
+            continue
+        key = (str(name).lower(), params.get('cluster'))
+        if key in seen:
+            problems.append('%s is listed twice (also guests[%d])' % (where, seen[key]))
+            continue
+        seen[key] = index
+        checked = result.validated_parameters
+        entries.append(Entry(index, kind, checked['state'], guest_spec(kind, checked)))
+    if problems:
+        raise ConfigError('guests: %s. Nothing was changed.' % '; '.join(problems))
+    return entries
+
+
 class PmxModule:
     """An AnsibleModule with the shared options, a lazily built registry and typed-error handling."""
 
@@ -128,4 +229,8 @@ class PmxModule:
             self.module.exit_json(**result)
         # Outside the except block: a foreseeable error is a message, not a traceback
         # (ansible-core 2.19 attaches the exception being handled to fail_json).
-        self.fail(error)
+        # An error may carry a result to return beside it (a many-guest task: every guest's outcome).
+        result = dict(getattr(error, 'result', None) or {})
+        for warning in result.pop('warnings', None) or []:
+            self.module.warn(self.scrub(warning))
+        self.fail(error, **self.scrub.deep(result))

@@ -362,41 +362,20 @@ waited_for:
       type: str
 '''
 
-from ansible_collections.pmx.multicluster.plugins.module_utils.ansible_module import PmxModule, pmx_guest_argument_spec
+from ansible_collections.pmx.multicluster.plugins.module_utils.ansible_module import PmxModule, lxc_argument_spec
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.manager import GuestManager
-from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import spec_from_params
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import guest_spec
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import LXC
-from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import property_string
-
-# Module option -> PVE key (create parameter or config key); mounts and nets hold several keys each.
-LXC_KEYS = dict([(option, option) for option in (
-    'ostemplate', 'rootfs', 'mounts', 'nets', 'cores', 'memory', 'swap', 'unprivileged', 'features', 'nameserver',
-    'searchdomain', 'tags', 'description', 'onboot', 'password')] + [('ssh_public_keys', 'ssh-public-keys')])
-LXC_DICTS = ('mounts', 'nets')
-
-
-def argument_spec():
-    spec = pmx_guest_argument_spec()
-    spec.update(
-        hostname=dict(type='str', aliases=['name']),
-        ostemplate=dict(type='str'), rootfs=dict(type='str'), mounts=dict(type='dict'), nets=dict(type='dict'),
-        cores=dict(type='int'), memory=dict(type='int'), swap=dict(type='int'), unprivileged=dict(type='bool'),
-        features=dict(type='raw'), nameserver=dict(type='str'), searchdomain=dict(type='str'),
-        tags=dict(type='list', elements='str'), description=dict(type='str'), onboot=dict(type='bool'),
-        password=dict(type='str', no_log=True), ssh_public_keys=dict(type='str', no_log=True),
-    )
-    return spec
 
 
 def ensure_container(pmx):
     """Bring the container to the requested state."""
-    params = dict(pmx.params, features=property_string(pmx.params['features']))
     manager = GuestManager(pmx.registry, LXC, check_mode=pmx.check_mode)
-    return manager.ensure(params['state'], spec_from_params(LXC, params, params['hostname'], LXC_KEYS, LXC_DICTS))
+    return manager.ensure(pmx.params['state'], guest_spec(LXC, pmx.params))
 
 
 def main():
-    PmxModule(argument_spec=argument_spec(), supports_check_mode=True,
+    PmxModule(argument_spec=lxc_argument_spec(), supports_check_mode=True,
               required_one_of=[('hostname', 'vmid')]).run(ensure_container)
 
 

@@ -358,52 +358,20 @@ waited_for:
       type: str
 '''
 
-from ansible_collections.pmx.multicluster.plugins.module_utils.ansible_module import PmxModule, pmx_guest_argument_spec
+from ansible_collections.pmx.multicluster.plugins.module_utils.ansible_module import PmxModule, vm_argument_spec
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.manager import GuestManager
-from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import spec_from_params
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import guest_spec
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import QEMU
-
-# Options that are PVE config keys of the same name; the dict options hold several keys each.
-CONFIG_OPTIONS = dict((option, option) for option in (
-    'cores', 'sockets', 'memory', 'cpu', 'ostype', 'scsihw', 'ciuser', 'cipassword', 'sshkeys',
-    'tags', 'description', 'onboot', 'agent', 'boot', 'disks', 'nets', 'ipconfig'))
-DICT_OPTIONS = ('disks', 'nets', 'ipconfig')
-
-
-def argument_spec():
-    spec = pmx_guest_argument_spec()
-    spec.update(
-        name=dict(type='str'),
-        cores=dict(type='int'),
-        sockets=dict(type='int'),
-        memory=dict(type='int'),
-        cpu=dict(type='str'),
-        ostype=dict(type='str'),
-        scsihw=dict(type='str'),
-        disks=dict(type='dict'),
-        nets=dict(type='dict'),
-        ciuser=dict(type='str'),
-        cipassword=dict(type='str', no_log=True),
-        sshkeys=dict(type='str', no_log=False),
-        ipconfig=dict(type='dict'),
-        tags=dict(type='list', elements='str'),
-        description=dict(type='str'),
-        onboot=dict(type='bool'),
-        agent=dict(type='bool'),
-        boot=dict(type='str'),
-    )
-    return spec
 
 
 def ensure_vm(pmx):
     """Bring the VM to the requested state."""
-    params = pmx.params
     manager = GuestManager(pmx.registry, QEMU, check_mode=pmx.check_mode)
-    return manager.ensure(params['state'], spec_from_params(QEMU, params, params['name'], CONFIG_OPTIONS, DICT_OPTIONS))
+    return manager.ensure(pmx.params['state'], guest_spec(QEMU, pmx.params))
 
 
 def main():
-    pmx = PmxModule(argument_spec=argument_spec(), supports_check_mode=True,
+    pmx = PmxModule(argument_spec=vm_argument_spec(), supports_check_mode=True,
                     required_one_of=[('name', 'vmid')])
     pmx.run(ensure_vm)
 

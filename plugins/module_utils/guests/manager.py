@@ -91,11 +91,13 @@ class GuestManager:
             self.registry.check_not_elsewhere(route, spec.name, self.kind.label)
         return route, executor, current, plan
 
-    def ensure(self, state: str, spec: GuestSpec, route=None) -> Dict:
+    def ensure(self, state: str, spec: GuestSpec, route=None, gate=None) -> Dict:
         """Bring one guest to ``state`` (present, absent, started, stopped, restarted, template).
 
         :param route: a route the caller already chose (the MCP server checks its write settings against it
             first); by default the guest is routed here, strictly.
+        :param gate: ``gate(cluster, nodes)``, a context manager held while a plan with steps is applied (the
+            many-guest task's bounds per cluster and per node; ``nodes``: where the plan's tasks run).
         """
         route, executor, current, plan = self.prepare(state, spec, route)
         if self.check_mode:
@@ -103,6 +105,14 @@ class GuestManager:
             if plan.steps and plan.steps[0].action in ('create', 'clone') and spec.vmid is None:
                 vmid = executor.next_vmid()
             return self.result(route, spec, plan, current, None, vmid)
+        if gate is None or not plan.steps:
+            return self._apply(state, spec, route, executor, current, plan)
+        nodes = set(filter(None, [plan.node, (plan.clone_source or {}).get('node'),
+                                  (current.guest or {}).get('node')]))
+        with gate(route.cluster, sorted(nodes)):
+            return self._apply(state, spec, route, executor, current, plan)
+
+    def _apply(self, state: str, spec: GuestSpec, route, executor: Executor, current: Current, plan: Plan) -> Dict:
         outcome = executor.apply(plan, dict(current.guest) if current.guest else None)
         while outcome.continue_with is not None:
             # Another run's guest of this name (it made it at the same moment): manage that one, as if found.

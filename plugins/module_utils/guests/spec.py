@@ -15,8 +15,20 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.diff import desired_config
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import DEFAULT_TIMEOUT, GuestKind
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import property_string
 
 STATES = ('present', 'absent', 'started', 'stopped', 'restarted', 'template')
+
+# The guest modules' options that are PVE config keys (module option -> PVE key); the dict options hold several
+# keys each. pmx_vm, pmx_lxc and each entry of pmx_guests read them from here.
+VM_OPTIONS = dict((option, option) for option in (
+    'cores', 'sockets', 'memory', 'cpu', 'ostype', 'scsihw', 'ciuser', 'cipassword', 'sshkeys',
+    'tags', 'description', 'onboot', 'agent', 'boot', 'disks', 'nets', 'ipconfig'))
+VM_DICTS = ('disks', 'nets', 'ipconfig')
+LXC_OPTIONS = dict([(option, option) for option in (
+    'ostemplate', 'rootfs', 'mounts', 'nets', 'cores', 'memory', 'swap', 'unprivileged', 'features', 'nameserver',
+    'searchdomain', 'tags', 'description', 'onboot', 'password')] + [('ssh_public_keys', 'ssh-public-keys')])
+LXC_DICTS = ('mounts', 'nets')
 
 
 @dataclass
@@ -55,6 +67,15 @@ def spec_from_params(kind: GuestKind, params: Dict[str, Any], name: Optional[str
         pool=params['pool'], clone=params['clone'], full=params['full'], target_storage=params['target_storage'],
         timeout=params['timeout'], force=params['force'], purge=params['purge'],
         restart_on_change=params['restart_on_change'], update=params['update'])
+
+
+def guest_spec(kind: GuestKind, params: Dict[str, Any]) -> GuestSpec:
+    """The GuestSpec of a pmx_vm (``kind`` QEMU, name in ``name``) or pmx_lxc (LXC, name in ``hostname``) task's
+    validated parameters: the one conversion every guest front end shares."""
+    if kind.type == 'lxc':
+        params = dict(params, features=property_string(params.get('features')))
+        return spec_from_params(kind, params, params.get('hostname'), LXC_OPTIONS, LXC_DICTS)
+    return spec_from_params(kind, params, params.get('name'), VM_OPTIONS, VM_DICTS)
 
 
 def simple_vm_config(cores: int, memory: int, disk_gb: int = 0, storage: Optional[str] = None,
