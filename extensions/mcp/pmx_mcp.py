@@ -65,7 +65,7 @@ from mcp.server.mcpserver.exceptions import ToolError  # noqa: E402
 from mcp.types import CallToolResult, TextContent, ToolAnnotations  # noqa: E402
 from pydantic import Field  # noqa: E402
 
-from ansible_collections.pmx.multicluster.plugins.module_utils import snapshots  # noqa: E402
+from ansible_collections.pmx.multicluster.plugins.module_utils import fleet, selection, snapshots  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.config import load_config  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ClusterError, ConfigError  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.lookup import source_type  # noqa: E402
@@ -450,6 +450,7 @@ def build_server(pmx: Pmx) -> MCPServer:
 
     if pmx.allow_write:
         _write_tools(pmx, tool)
+        _fleet_tools(pmx, tool)
     return server
 
 
@@ -606,6 +607,60 @@ def _write_tools(pmx: Pmx, tool) -> None:
         status = (pmx.reg().find_guest(vmid=int(guest['vmid']), cluster=route.cluster)[2] or {}).get('status')
         return dict({'cluster': route.cluster, 'route_reason': route.reason, 'guest': pmx.summary(guest),
                      'status': status}, **done)
+
+
+def _fleet_tools(pmx: Pmx, tool) -> None:
+    """The bulk tool over a selection of guests (only with writes enabled): the pmx_guest_action core."""
+
+    @tool(DESTRUCTIVE, 'Act on a selection of guests (bulk)')
+    def bulk_guest_action(
+            action: Annotated[Literal['start', 'shutdown', 'stop', 'reboot', 'snapshot'], Field(
+                description='What to do to each selected guest.')],
+            name_pattern: Annotated[Optional[str], Field(
+                description="Guest name glob, e.g. 'stg-web*'. Give name_pattern, cluster or tag.")] = None,
+            cluster: ClusterFilter = None,
+            tag: Annotated[Optional[str], Field(description='Only guests with this tag.')] = None,
+            status: Annotated[Optional[Literal['running', 'stopped', 'paused']], Field(
+                description='Only guests in this state.')] = None,
+            type: Annotated[Optional[Literal['qemu', 'lxc']], Field(  # pylint: disable=redefined-builtin
+                description="Only VMs ('qemu') or only containers ('lxc').")] = None,
+            snapname: Annotated[Optional[str], Field(description='Snapshot name (action snapshot).')] = None,
+            serial: Annotated[int, Field(description='Rolling mode: this many guests at a time, each batch '
+                                                     'finished before the next (0: all within the bounds).',
+                                         ge=0)] = 0,
+            max_failures: Annotated[Optional[int], Field(
+                description='Begin no further guest once more than this many failed (rolling default 0).',
+                ge=0)] = None,
+            confirm: ConfirmArg = False,
+            timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """Start, shut down, stop, reboot or snapshot every guest of a selection across the clusters,
+        concurrently (at most 8 per cluster and 4 per node at once). Without confirm=true nothing is changed: the
+        answer is a preview listing every selected guest with the steps it would get. Templates are never
+        selected."""
+        if not (name_pattern or cluster or tag):
+            raise ClusterError("give name_pattern, cluster or tag to select guests (name_pattern='*' for all)")
+        options = selection.Options(timeout=timeout, snapname=snapname)
+        selection.check_options(action, options)
+        selector = selection.Selector(names=[name_pattern] if name_pattern else (),
+                                      clusters=[cluster] if cluster else (), tags=[tag] if tag else (),
+                                      status=status, types=[{'qemu': 'vm'}.get(type, type)] if type else ())
+        picked = selection.select(pmx.reg(), selector)
+        for name in sorted(set(c for c, dummy in picked)):
+            pmx.check_writable(name)
+        run = functools.partial(selection.run_action, pmx.reg(), action, picked, options, serial=serial or None,
+                                max_failures=max_failures, scrub=pmx.scrub)
+        results = run(check_mode=not confirm)
+        out = {'action': action, 'selection': selector.describe(), 'guests': results,
+               'summary': fleet.summarize(results, fleet.Bounds())}
+        if not confirm:
+            out.update(preview=True, changed=False,
+                       would='%s: %d guest(s) selected, %d would change'
+                             % (selection.ACTIONS[action].description, len(results),
+                                sum(1 for r in results if r['changed'])),
+                       to_confirm='call bulk_guest_action again with the same arguments and confirm=true')
+        else:
+            out['changed'] = any(r['changed'] for r in results)
+        return out
 
 
 # ------------------------------------------------------------------ start
