@@ -14,7 +14,7 @@ from conftest import ansible_env, lab_secrets, run_mcp
 READ_TOOLS = {'list_clusters', 'cluster_status', 'list_nodes', 'list_guests', 'guest_details', 'list_storages',
               'recent_tasks', 'route_guest', 'snapshot_list'}
 WRITE_TOOLS = {'start_guest', 'shutdown_guest', 'stop_guest', 'reboot_guest', 'create_vm', 'clone_guest',
-               'delete_guest', 'snapshot_create', 'snapshot_rollback'}
+               'delete_guest', 'snapshot_create', 'snapshot_rollback', 'bulk_guest_action'}
 DOWN_URL = 'https://127.0.9.9:8006'
 
 
