@@ -244,8 +244,8 @@ options:
     description:
       - At most this many guests whose tasks run on one node are worked on at once. A clone counts on the node
         of its source and on its target node.
-      - The default is Proxmox VE's own bound for its bulk actions (C(max_workers) in C(datacenter.cfg),
-        default 4 workers per node).
+      - Proxmox VE's own bulk actions start at most C(max_workers) (C(datacenter.cfg)) tasks per node, 8 at most
+        when it is not set; a clone copies disks, so the default is half that, 4.
     type: int
     default: 4
 notes:

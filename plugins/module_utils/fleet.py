@@ -10,10 +10,11 @@ while its plan is applied (reads and plans with nothing to do take none), so at 
 most ``per_cluster`` and a node at most ``per_node`` of this run's tasks. One guest failing does not stop the
 others; its error is kept in its result.
 
-Defaults: ``per_node`` 4 is Proxmox VE's own bound for its bulk actions (``max_workers`` in datacenter.cfg,
-"how many workers (per node) are maximal started on actions like 'stopall VMs' or task from the ha-manager",
-default 4); ``per_cluster`` 8 keeps a storage shared by the cluster's nodes (Ceph, NFS) at 8 full-clone copies
-at a time. Both are options.
+Defaults: Proxmox VE itself starts at most ``max_workers`` bulk tasks per node (datacenter.cfg(5): "how many
+workers (per node) are maximal started on actions like 'stopall VMs' or task from the ha-manager"; when unset,
+the node's CPU threads up to 8, per the API viewer's ``POST /nodes/{node}/stopall``). A clone copies disks, so
+``per_node`` is half that ceiling, 4; ``per_cluster`` 8 keeps a storage the cluster's nodes share (Ceph, NFS) at
+8 copies at a time. Both are options.
 """
 
 from __future__ import absolute_import, division, print_function

@@ -18,7 +18,7 @@ PREFIXES = {'production': 'prod', 'staging': 'stg', 'disaster-recovery': 'dr'}
 
 @pytest.fixture(scope='module')
 def fleet_lab(tmp_path_factory):
-    with pmxlab.Lab(str(tmp_path_factory.mktemp('fleet-lab')), clusters=3, first_host='127.%d.6.2' % _NET,
+    with pmxlab.Lab(str(tmp_path_factory.mktemp('fleet-lab')), clusters=3, first_host='127.%d.7.2' % _NET,
                     time_scale=1, task_secs={'qmcreate': 0.4, 'qmstart': 0.2, 'qmshutdown': 0.1}) as lab:
         yield lab
 
