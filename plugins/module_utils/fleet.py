@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ClusterError
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests.executor import Creations
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.manager import GuestManager
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import GuestSpec
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import GuestKind
@@ -214,6 +215,7 @@ def converge(registry: Any, entries: Sequence[Entry], check_mode: bool = False, 
     bounds = bounds or Bounds()
     runner = Runner(MAX_WORKERS, max_failures=0 if stop_on_failure else None)
     gate = runner.gate(bounds)
+    creations = Creations()  # the run's guests know each other's creations: no waiting for, no racing with them
 
     def base(entry: Entry) -> Dict[str, Any]:
         return {'name': entry.spec.name, 'type': entry.type, 'state': entry.state, 'cluster': entry.spec.cluster,
@@ -223,8 +225,8 @@ def converge(registry: Any, entries: Sequence[Entry], check_mode: bool = False, 
     def job(entry: Entry) -> Dict[str, Any]:
         out = base(entry)
         try:
-            result = manager(registry, entry.kind, check_mode=check_mode).ensure(entry.state, entry.spec,
-                                                                                 gate=gate)
+            result = manager(registry, entry.kind, check_mode=check_mode, creations=creations).ensure(
+                entry.state, entry.spec, gate=gate)
         except ClusterError as exc:
             out.update(failed=True, error=failure(exc, scrub), cluster=exc.cluster or entry.spec.cluster)
             return out

@@ -91,7 +91,7 @@ options:
   serial:
     description:
       - Rolling mode. Work at most this many guests at a time, each batch finished before the next begins (in
-        the order of RV(guests): by cluster, then vmid). V(0) (the default) works them all within the bounds.
+        the order of RV(guests), by cluster then vmid). V(0) (the default) works them all within the bounds.
     type: int
     default: 0
   max_failures:

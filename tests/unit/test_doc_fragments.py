@@ -10,12 +10,14 @@ import yaml
 from ansible_collections.pmx.multicluster.plugins.doc_fragments.pmx import ModuleDocFragment
 from ansible_collections.pmx.multicluster.plugins.module_utils import config
 from ansible_collections.pmx.multicluster.plugins.module_utils.ansible_module import (
+    fleet_argument_spec,
     pmx_argument_spec,
     pmx_guest_argument_spec,
 )
 
 REPO = Path(__file__).resolve().parents[2]
-MODULES = ('pmx_vm', 'pmx_lxc', 'pmx_cluster_info')
+MODULES = ('pmx_vm', 'pmx_lxc', 'pmx_cluster_info', 'pmx_guests', 'pmx_guest_action')
+FLEET_MODULES = ('pmx_guests', 'pmx_guest_action')
 GUEST_MODULES = ('pmx_vm', 'pmx_lxc')
 
 
@@ -102,6 +104,20 @@ def test_guest_modules_take_the_shared_options_from_the_fragment(module):
     doc = documentation('plugins/modules/%s.py' % module)
     assert 'pmx.multicluster.pmx.guest' in doc['extends_documentation_fragment']
     assert not set(doc['options']) & set(pmx_guest_argument_spec())
+
+
+# ------------------------------------------------------------------ the bounds of the many-guest modules
+
+@pytest.mark.parametrize('module', FLEET_MODULES)
+def test_the_fleet_fragment_documents_the_bounds(module):
+    documented = fragment('FLEET')['options']
+    spec = fleet_argument_spec()
+    assert list(documented) == list(spec)
+    for key, option in documented.items():
+        assert spec_of(option) == argspec_of(spec[key]), key
+    doc = documentation('plugins/modules/%s.py' % module)
+    assert 'pmx.multicluster.pmx.fleet' in doc['extends_documentation_fragment']
+    assert not set(doc['options']) & set(spec)
 
 
 # ------------------------------------------------------------------ the action group

@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
@@ -70,11 +71,48 @@ class Outcome:
     continue_with: Optional[Dict] = None      # the guest to plan again for (another run's), when set
 
 
+class Creations:
+    """The creates and clones this process has in flight (cluster, vmid -> name), shared by the executors of one
+    many-guest run.
+
+    A guest PVE is still creating shows no name, so a run waits for it in case it is the guest the run is about to
+    create (``in_creation``). A creation of this very process is known by name, and is waited for only if it is
+    that name; and two guests of one run are given different free vmids instead of racing for the same one.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._names: Dict[tuple, Optional[str]] = {}
+
+    def claim(self, cluster: str, first_free: int, name: Optional[str]) -> int:
+        """The lowest vmid from ``first_free`` up that no creation of this process holds, now held for ``name``."""
+        with self._lock:
+            vmid = int(first_free)
+            while (cluster, vmid) in self._names:
+                vmid += 1
+            self._names[(cluster, vmid)] = name
+            return vmid
+
+    def hold(self, cluster: str, vmid: int, name: Optional[str]) -> None:
+        with self._lock:
+            self._names[(cluster, int(vmid))] = name
+
+    def drop(self, cluster: str, vmid: int) -> None:
+        with self._lock:
+            self._names.pop((cluster, int(vmid)), None)
+
+    def names(self, cluster: str) -> Dict[int, Optional[str]]:
+        """vmid -> name of this process's creations on ``cluster``."""
+        with self._lock:
+            return dict((vmid, name) for (where, vmid), name in self._names.items() if where == cluster)
+
+
 class Executor:
     """Applies plans to guests of one kind on one cluster."""
 
     def __init__(self, client: Any, cluster: str, kind: GuestKind, spec: GuestSpec, storage: Optional[str] = None,
-                 bridge: Optional[str] = None, sleep=time.sleep, clock=time.monotonic):
+                 bridge: Optional[str] = None, sleep=time.sleep, clock=time.monotonic,
+                 creations: Optional[Creations] = None):
         self.client = client
         self.cluster = cluster
         self.kind = kind
@@ -84,6 +122,7 @@ class Executor:
         self.sleep = sleep
         self.clock = clock
         self.writer = LockedWriter(client, cluster, kind, sleep, clock)
+        self.creations = creations
         self.out = Outcome()
         self._prepared = False
 
@@ -115,7 +154,8 @@ class Executor:
         def probe():
             if seen[-1] is None:
                 seen[-1] = self.resources()
-            pending = in_creation(self.kind, seen[-1], spec.name, spec.vmid, exclude)
+            known = self.creations.names(self.cluster) if self.creations is not None else None
+            pending = in_creation(self.kind, seen[-1], spec.name, spec.vmid, exclude, known)
             if not pending:
                 return True, seen[-1]
             seen.append(None)  # read again after the pause
@@ -213,7 +253,21 @@ class Executor:
                                                                  **dict({'newid': vmid}, **params)))
 
     def next_vmid(self) -> int:
-        return int(self.client.get('cluster/nextid'))
+        """PVE's next free vmid; in a many-guest run, the next one no other guest of the run is being made with."""
+        vmid = int(self.client.get('cluster/nextid'))
+        if self.creations is not None:
+            vmid = self.creations.claim(self.cluster, vmid, self.spec.name)
+        return vmid
+
+    def _submit(self, submit, vmid: int) -> Dict:
+        """``submit(vmid)``, known to the run's other guests as this name's creation while it runs."""
+        if self.creations is None:
+            return submit(vmid)
+        self.creations.hold(self.cluster, vmid, self.spec.name)
+        try:
+            return submit(vmid)
+        finally:
+            self.creations.drop(self.cluster, vmid)
 
     def _make(self, action: str, node: str, submit) -> None:
         """Create or clone with the spec's vmid or a free one; a vmid taken meanwhile is retried with a fresh one."""
@@ -222,7 +276,7 @@ class Executor:
         attempt = 1
         while True:
             try:
-                task = submit(vmid)
+                task = self._submit(submit, vmid)
                 break
             except TaskTimeoutError as exc:
                 raise TaskTimeoutError(

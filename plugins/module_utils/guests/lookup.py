@@ -131,12 +131,13 @@ def choose_node(resources: List[Dict], cluster: str, node: Optional[str] = None,
 
 
 def in_creation(kind: GuestKind, resources: List[Dict], name: Optional[str] = None, vmid: Optional[int] = None,
-                exclude: Optional[int] = None) -> List[Dict]:
+                exclude: Optional[int] = None, known: Optional[Dict[int, Optional[str]]] = None) -> List[Dict]:
     """Guests of this kind still being created or cloned that may turn out to be the one named (or ``vmid``).
 
     While PVE creates a guest its config holds only ``lock: create``: the listing shows no name, or a
     stand-in (``VM 106``, ``CT106``), so such a guest may be any name. A guest that already shows a
     real name counts only if it is this name; a guest with the requested vmid counts in any case.
+    ``known``: vmid -> name of creations this process runs itself (a many-guest run's), named by it.
     """
     out = []
     for entry in resources:
@@ -145,6 +146,8 @@ def in_creation(kind: GuestKind, resources: List[Dict], name: Optional[str] = No
         if entry.get('lock') not in CREATING_LOCKS:
             continue
         shown = str(entry.get('name') or '')
+        if known and known.get(int(entry['vmid'])):
+            shown = str(known[int(entry['vmid'])])
         unnamed = not shown or re.fullmatch(r'(?:(?:VM|CT) ?)?%s' % int(entry['vmid']), shown) is not None
         if (vmid is not None and int(entry['vmid']) == int(vmid)) or (name and (unnamed or same_name(shown, name))):
             out.append(entry)

@@ -19,7 +19,7 @@ __metaclass__ = type
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ansible_collections.pmx.multicluster.plugins.module_utils.guests.executor import Executor, Outcome
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests.executor import Creations, Executor, Outcome
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.lookup import (
     CREATING_LOCKS,
     check_node,
@@ -57,10 +57,13 @@ class GuestManager:
     """The lifecycle of guests of one kind, across the registry's clusters."""
 
     def __init__(self, registry, kind: GuestKind = QEMU, check_mode: bool = False,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+                 creations: Optional[Creations] = None):
+        """``creations``: the creations in flight shared by the guests of one many-guest run (see Creations)."""
         self.registry = registry
         self.kind = kind
         self.check_mode = check_mode
+        self.creations = creations
         self._sleep = sleep
         self._clock = clock
 
@@ -77,7 +80,7 @@ class GuestManager:
                                    storage=getattr(conf, 'default_storage', None) or spec.fallback_storage,
                                    bridge=getattr(conf, 'default_bridge', None) or spec.fallback_bridge)
         executor = Executor(self.registry.client(cluster), cluster, self.kind, spec, defaults.storage,
-                            defaults.bridge, self._sleep, self._clock)
+                            defaults.bridge, self._sleep, self._clock, self.creations)
         resources = executor.resources()
         guest = find(self.kind, resources, cluster, spec.name, spec.vmid)
         if guest is None or guest.get('lock') in CREATING_LOCKS:
