@@ -157,11 +157,14 @@ def guest_entries(pmx: 'PmxModule', guests: Any, state: str, timeout: int) -> li
         if result.error_messages:
             problems.extend('%s: %s' % (where, error) for error in result.error_messages)
             continue
-        key = (str(name).lower(), params.get('cluster'))
-        if key in seen:
-            problems.append('%s is listed twice (also guests[%d])' % (where, seen[key]))
+        # A name may be listed more than once only with an explicit, different cluster in every entry (one run's
+        # checks across clusters read each cluster once: they would not see another entry's new guest).
+        key, earlier = str(name).lower(), seen.get(str(name).lower(), [])
+        if earlier and (not params.get('cluster') or any(c is None or c == params['cluster'] for i, c in earlier)):
+            problems.append('%s is listed twice (also guests[%d]); the same name on several clusters needs an '
+                            'explicit cluster in each entry' % (where, earlier[0][0]))
             continue
-        seen[key] = index
+        seen.setdefault(key, []).append((index, params.get('cluster')))
         checked = result.validated_parameters
         entries.append(Entry(index, kind, checked['state'], guest_spec(kind, checked)))
     if problems:

@@ -32,6 +32,7 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.guests.executor i
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.manager import GuestManager
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import GuestSpec
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import GuestKind
+from ansible_collections.pmx.multicluster.plugins.module_utils.registry import ClusterRegistry
 
 DEFAULT_PER_CLUSTER = 8
 DEFAULT_PER_NODE = 4
@@ -189,6 +190,33 @@ def failure_message(what: str, results: Sequence[Dict], shown: int = 5) -> str:
 
 # ------------------------------------------------------------------ many guests converged (pmx_guests)
 
+class RunRegistry(ClusterRegistry):
+    """The registry as one many-guest run sees it: for the lookups across clusters (routing a name no pattern
+    matches, and the check that a guest about to be created is in no other cluster), each cluster's guest list is
+    read once per run, when first needed, instead of once per guest.
+
+    The guest's own cluster is still read fresh by each guest (the executor's reads, which the safety of two runs
+    creating one name relies on). The same name in two entries must name an explicit cluster in each
+    (``ansible_module.guest_entries``), so that no guest of the run is missed by another's check.
+    """
+
+    def __init__(self, registry: ClusterRegistry):  # pylint: disable=super-init-not-called
+        # The same configuration, clients, locks and failure memory as the task's registry.
+        self.__dict__.update(registry.__dict__)
+        self._seen: Dict[str, Any] = {}
+        self._seen_lock = threading.Lock()
+
+    def guests(self, names=None, deadline=None):
+        names = list(names) if names is not None else self.names
+        with self._seen_lock:
+            missing = [n for n in names if n not in self._seen]
+            fetched = ClusterRegistry.guests(self, missing, deadline) if missing else {}
+            for name, result in fetched.items():
+                if result.ok:  # an unreadable cluster is asked again by the next lookup
+                    self._seen[name] = result
+            return dict((n, self._seen[n] if n in self._seen else fetched[n]) for n in names)
+
+
 @dataclass
 class Entry:
     """One guest of the list: its kind, state and spec."""
@@ -213,6 +241,7 @@ def converge(registry: Any, entries: Sequence[Entry], check_mode: bool = False, 
     no guest is begun after the first failure (those are ``skipped``).
     """
     bounds = bounds or Bounds()
+    registry = RunRegistry(registry)
     runner = Runner(MAX_WORKERS, max_failures=0 if stop_on_failure else None)
     gate = runner.gate(bounds)
     creations = Creations()  # the run's guests know each other's creations: no waiting for, no racing with them
