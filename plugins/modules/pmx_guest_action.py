@@ -40,6 +40,7 @@ attributes:
     description: Selects, plans each guest's steps and reports them; writes nothing.
   diff_mode:
     support: none
+    description: The power state and snapshots are listed per guest in RV(guests) instead.
 options:
   action:
     description: What to do to each selected guest.

@@ -13,7 +13,7 @@ short_description: Converge many VMs and containers over several Proxmox VE clus
 version_added: 0.2.0
 description:
   - Brings every guest of O(guests) to its state, each routed, compared and changed exactly as
-    M(pmx.multicluster.pmx_vm) (O(guests[].type=vm)) or M(pmx.multicluster.pmx_lxc) (O(guests[].type=lxc))
+    M(pmx.multicluster.pmx_vm) (C(type=vm)) or M(pmx.multicluster.pmx_lxc) (C(type=lxc))
     would, but all in one task and concurrently, within O(per_cluster) and O(per_node).
   - A loop of M(pmx.multicluster.pmx_vm) runs one guest after the other; here the clones, starts and updates of
     different guests overlap, so twelve guests take about as long as the slowest few.
@@ -26,7 +26,6 @@ author:
 extends_documentation_fragment:
   - pmx.multicluster.pmx
   - pmx.multicluster.pmx.modules
-  - pmx.multicluster.pmx.guests
   - pmx.multicluster.pmx.fleet
   - pmx.multicluster.pmx.actiongroup_pmx
 attributes:
@@ -64,8 +63,12 @@ options:
     type: bool
     default: false
 notes:
+  - Every guest follows the rules the notes of M(pmx.multicluster.pmx_vm) give (routing that never falls back
+    when a cluster could not be read, the check that a new guest is in no other cluster, locks waited out, an
+    interrupted run's tasks waited for). The lookups across clusters read each cluster's guest list once per task.
   - Two pmx_guests tasks (or a pmx_guests task and a pmx_vm task) that create the same guest at the same moment
-    leave one guest, as two pmx_vm runs do.
+    leave one guest, as two pmx_vm runs do; the guests of one task never wait for or race with each other's
+    creates.
 seealso:
   - module: pmx.multicluster.pmx_vm
   - module: pmx.multicluster.pmx_lxc
