@@ -5,11 +5,12 @@ the most tasks that ran at once per cluster and per node (lab/pvefleet.py), whic
 The tests share the lab and build on each other's guests, in file order.
 """
 
+import subprocess
 import time
 
 import pytest
 
-from conftest import _NET, ansible_env, lab_secrets, pmxlab, run_mcp, run_play
+from conftest import _NET, BIN, ansible_env, lab_secrets, pmxlab, run_mcp, run_play
 
 GUESTS = 'pmx.multicluster.pmx_guests'
 ACTION = 'pmx.multicluster.pmx_guest_action'
@@ -233,3 +234,15 @@ def test_mcp_bulk_tool_previews_every_guest_then_acts_on_confirm(fleet_lab):
     assert all(named(fleet_lab, 'production', 'prod-fl%02d' % n)[0].status == 'stopped' for n in (1, 2, 3, 4))
     for secret in lab_secrets(fleet_lab):
         assert secret not in '\n'.join(texts) + stderr
+
+
+@pytest.mark.parametrize('module, expected', [
+    ('pmx_guests', ('per_cluster', 'per_node', 'stop_on_failure', 'summary', 'route_reason')),
+    ('pmx_guest_action', ('serial', 'max_failures', 'snapname', 'status_before', 'skipped')),
+])
+def test_ansible_doc_with_examples(module, expected):
+    doc = subprocess.run([str(BIN / 'ansible-doc'), 'pmx.multicluster.' + module], env=ansible_env(),
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert doc.returncode == 0, doc.stderr
+    for text in ('MODULE pmx.multicluster.' + module, 'EXAMPLES', 'RETURN VALUES') + expected:
+        assert text in doc.stdout, text
