@@ -68,17 +68,25 @@ class Bench:
         return next(vm for vm in cluster.pve.vms if vm.template)
 
     def names(self, size, tag):
-        return dict((c.name, ['%s-%s%02d' % (c.prefix, tag, n) for n in range(1, size // 3 + 1)])
+        return dict((c.name, ['%s-%s%d-%02d' % (c.prefix, tag, size, n) for n in range(1, size // 3 + 1)])
                     for c in self.lab.clusters.values())
 
-    def play(self, tasks):
-        """Run one play on localhost with the bench venv's ansible-playbook; (wall seconds, requests)."""
+    def play(self, tasks, secrets=None):
+        """Run one play on localhost with the bench venv's ansible-playbook; (wall seconds, requests).
+
+        ``secrets``: variables kept in a vars file of their own (token secrets), so that an error never shows
+        them in the task's context."""
         import yaml
         self.plays += 1
         path = self.workdir / ('play-%d.yml' % self.plays)
-        path.write_text(yaml.safe_dump([{'hosts': 'localhost', 'gather_facts': False,
-                                         'vars': {'ansible_python_interpreter': '{{ ansible_playbook_python }}'},
-                                         'tasks': tasks}], sort_keys=False))
+        play = {'hosts': 'localhost', 'gather_facts': False,
+                'vars': {'ansible_python_interpreter': '{{ ansible_playbook_python }}'}, 'tasks': tasks}
+        if secrets:
+            vars_file = self.workdir / ('secrets-%d.yml' % self.plays)
+            vars_file.write_text(yaml.safe_dump(secrets))
+            vars_file.chmod(0o600)
+            play['vars_files'] = [str(vars_file)]
+        path.write_text(yaml.safe_dump([play], sort_keys=False))
         env = dict((k, v) for k, v in os.environ.items() if not k.startswith(('PROXMOX_', 'ANSIBLE_')))
         env.update({'PATH': str(self.bin) + os.pathsep + env.get('PATH', ''), 'ANSIBLE_NOCOLOR': '1',
                     'ANSIBLE_COLLECTIONS_PATH': os.path.abspath(self.args.collections),
@@ -126,16 +134,17 @@ class Bench:
             user, token = lab_cluster.token_id.split('!')
             tpl = self.template(lab_cluster)
             items += [{'name': n, 'clone': tpl.name, 'node': tpl.node, 'api_host': lab_cluster.host, 'user': user,
-                       'token': token, 'secret': lab_cluster.token_secret} for n in ns]
+                       'token': token, 'cluster': cluster} for n in ns]
+        secrets = {'bench_secrets': dict((c.name, c.token_secret) for c in self.lab.clusters.values())}
         auth = {'api_host': '{{ item.api_host }}', 'api_user': '{{ item.user }}', 'api_token_id': '{{ item.token }}',
-                'api_token_secret': '{{ item.secret }}', 'validate_certs': True}
+                'api_token_secret': '{{ bench_secrets[item.cluster] }}', 'validate_certs': True}
         result = self.play([
             {'name': 'clone', 'community.proxmox.proxmox_kvm': dict(auth, name='{{ item.name }}', timeout=300,
                                                                   clone='{{ item.clone }}', node='{{ item.node }}'),
              'loop': items, 'no_log': True},
             {'name': 'start', 'community.proxmox.proxmox_kvm': dict(auth, name='{{ item.name }}', state='started',
                                                                   timeout=300),
-             'loop': items, 'no_log': True}])
+             'loop': items, 'no_log': True}], secrets)
         self.check(names)
         return result
 
