@@ -82,8 +82,9 @@ def parse_idmap(text, what='storage'):
         pair = re.fullmatch(r'([^:]+):([^:]+)', entry)
         ids = pair.groups() if pair else (entry,)
         for one in ids:
-            if not PVE_ID.match(one):
-                raise ValueError("entry '{0}' contains invalid ID - invalid {1} ID '{2}'".format(entry, what, one))
+            problem = _check_id(one, what)
+            if problem:
+                raise ValueError("entry '{0}' contains invalid ID - {1}".format(entry, problem))
         if pair:
             if ids[0] in out['entries']:
                 raise ValueError("duplicate mapping for source '{0}'".format(ids[0]))
@@ -95,6 +96,17 @@ def parse_idmap(text, what='storage'):
     if out['identity'] and (out['default'] or out['entries']):
         raise ValueError('identity mapping cannot be combined with other mappings')
     return out
+
+
+def _check_id(one, what):
+    """parse_storage_id (parse_id) and parse_bridge_id of pve-common JSONSchema.pm: the error, or None."""
+    if what == 'bridge':
+        return None if re.fullmatch(r'[-_.\w]+', one) else "invalid bridge ID '{0}'".format(one)
+    if len(one) < 2:
+        return "{0} ID '{1}' cannot be shorter than 2 characters".format(what, one)
+    if not PVE_ID.match(one):
+        return "{0} ID '{1}' contains illegal characters".format(what, one)
+    return None
 
 
 def map_id(idmap, source):
