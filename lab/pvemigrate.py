@@ -125,8 +125,14 @@ def parse_remote(text):
     for part in [p for p in str(text or '').split(',') if p]:
         key, sep, value = part.partition('=')
         key = key.strip()
-        if not sep or key not in ('host', 'port', 'apitoken', 'fingerprint'):
-            raise ValueError('invalid format - format error: unknown property {0!r}'.format(key[:40]))
+        if not sep:
+            # Never echoed: a stray part may be a piece of the token.
+            raise ValueError('invalid format - format error\nvalue without key, but schema does not define a '
+                             'default key')
+        if key not in ('host', 'port', 'apitoken', 'fingerprint'):
+            shown = key if re.fullmatch(r'[a-z][a-z-]{0,19}', key) else '<key>'
+            raise ValueError('invalid format - format error\n{0}: property is not defined in schema and the '
+                             'schema does not allow additional properties'.format(shown))
         if key in out:
             raise ValueError("invalid format - format error: duplicate key in comma-separated list property: "
                              "{0}".format(key))
@@ -370,10 +376,13 @@ class PveMigrate(object):
         running = 1 if vm.status == 'running' else 0
         allowed, not_allowed = [], {}
         sids = sorted(set(_qemu.volume_ref(volid)[0] for _k, volid, _s, _a in self._mig_volumes(vm)))
+        for sid in sids:  # check_local_storage_availability reads each storage's config: it must exist
+            if sid not in self.storages:
+                raise PveError(500, "storage '{0}' does not exist".format(sid))
         for node in sorted(self.nodes):
             if node == v['node']:
                 continue
-            missing = [sid for sid in sids if sid in self.storages and not self._storage_enabled(sid, node)]
+            missing = [sid for sid in sids if not self._storage_enabled(sid, node)]
             if missing:
                 not_allowed[node] = {'unavailable_storages': missing}
             else:

@@ -131,6 +131,9 @@ def test_qemu_precondition_lists_disks_resources_and_nodes(lab, src):
     assert data['allowed_nodes'] == ['prod-pve2']
     assert data['not_allowed_nodes'] == {'prod-pve3': {'unavailable_storages': ['local-lvm']}}
     assert data['dependent-ha-resources'] == []
+    lab.remove_storage(SOURCE, 'local-lvm')
+    resp = src.get('/nodes/prod-pve1/qemu/100/migrate')
+    assert resp.status_code == 500 and body(resp)['message'].strip() == "storage 'local-lvm' does not exist"
     # The guest is not on that node: PVE's missing config file.
     resp = src.get('/nodes/prod-pve2/qemu/100/migrate')
     assert resp.status_code == 500 and 'does not exist' in body(resp)['message']
@@ -346,6 +349,10 @@ def test_container_failures(lab, src):
     status, lines = src.task(src.start('/nodes/prod-pve1/lxc/105/migrate', target='prod-pve2'))
     assert status == 'migration aborted'
     log_has(lines, "cannot migrate local bind mount point 'mp9'")
+    lab.call(src.pve.snapshot_lock, 105, 'backup')  # not refused by the API for a container: by the task
+    status, lines = src.task(src.start('/nodes/prod-pve1/lxc/105/migrate', target='prod-pve2'))
+    assert status == 'migration aborted'
+    log_has(lines, 'ERROR: migration aborted (duration 00:00:00): CT is locked (backup)')
     lab.fail_next_migration(SOURCE, 104)
     status, lines = src.task(src.start('/nodes/prod-pve3/lxc/104/migrate', target='prod-pve1', restart=1))
     assert status == 'migration aborted'
@@ -661,6 +668,10 @@ def test_hook_options():
         pvemigrate.parse_idmap('a-')
     remote = pvemigrate.parse_remote('apitoken=PVEAPIToken=u@pam!t=s3cr3t,host=h,port=8007')
     assert remote == {'apitoken': 'PVEAPIToken=u@pam!t=s3cr3t', 'host': 'h', 'port': 8007}
-    with pytest.raises(ValueError) as err:
-        pvemigrate.parse_remote('apitoken=PVEAPIToken=u@pam!t=s3cr3t')
-    assert 's3cr3t' not in str(err.value) and 'host' in str(err.value)
+    for text, field in (('apitoken=PVEAPIToken=u@pam!t=s3cr3t', 'host'),
+                        ('apitoken=PVEAPIToken=u@pam!t=s3c,r3t,host=h', 'value without key'),
+                        ('s3cr3t=1,apitoken=x,host=h', '<key>'),
+                        ('apitoken=x,host=h,fingerprint=s3cr3t', 'fingerprint')):
+        with pytest.raises(ValueError) as err:
+            pvemigrate.parse_remote(text)
+        assert 's3cr3t' not in str(err.value) and 'r3t' not in str(err.value) and field in str(err.value)
