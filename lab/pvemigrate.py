@@ -815,7 +815,7 @@ class PveMigrate(object):
                 running = False
         except Abort as exc:
             log('migration aborted (duration {0}): {1}'.format(_duration(state['secs']), exc), 'err')
-            box['result'] = 'migration aborted'
+            self._mig_result(box, 'migration aborted')
             raise TaskError('migration aborted') from None
         made = []
         try:
@@ -865,7 +865,7 @@ class PveMigrate(object):
                     log('start container on source node')
                     self._mig_ct_running(guest)
             log('migration aborted (duration {0}): {1}'.format(_duration(state['secs']), exc), 'err')
-            box['result'] = 'migration aborted'
+            self._mig_result(box, 'migration aborted')
             raise TaskError('migration aborted') from None
         start_target = False
         if qemu and running:
@@ -894,9 +894,7 @@ class PveMigrate(object):
         if opts.get('delete'):
             self._mig_destroy(guest)
         log('migration finished successfully (duration {0})'.format(_duration(state['secs'])))
-        box['result'] = 'OK'
-        if box.get('entry'):
-            box['entry']['result'] = 'OK'
+        self._mig_result(box, 'OK')
         return None
 
     def _mig_prepare_remote(self, guest, opts):
@@ -1356,11 +1354,14 @@ def _client_error(exc):
     return text
 
 
-SECRET_IN_ENDPOINT = re.compile(r'(apitoken=PVEAPIToken=[^=,]*=)[^,]*')
-
-
 def _scrub_endpoint(text):
-    return SECRET_IN_ENDPOINT.sub(r'\1***', str(text))
+    """A target-endpoint with the token secret (whatever the apitoken value looks like) replaced by ***."""
+    def hide(match):
+        head, sep, _secret = match.group(2).rpartition('=')
+        if sep and head not in ('', 'PVEAPIToken'):
+            return match.group(1) + head + '=***'
+        return match.group(1) + '***'
+    return re.sub(r'(apitoken=)([^,]*)', hide, str(text))
 
 
 def _scrub_body(body, content_type):

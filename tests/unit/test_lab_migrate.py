@@ -288,6 +288,17 @@ def test_targetstorage_moves_the_disks(lab, src):
                                               src.data('/nodes/prod-pve2/storage/local-lvm/content')]
 
 
+def test_container_target_storage(lab, src):
+    src.post('/storage', storage='ctfast', type='lvmthin', vgname='pve', thinpool='ctfast', content='rootdir')
+    status, lines = src.task(src.start('/nodes/prod-pve1/lxc/105/migrate', target='prod-pve2',
+                                       **{'target-storage': 'ctfast'}))
+    assert status == 'OK'
+    log_has(lines, "volume 'local-lvm:subvol-105-disk-0' is 'ctfast:vm-105-disk-0' on the target")
+    assert src.data('/nodes/prod-pve2/lxc/105/config')['rootfs'].startswith('ctfast:vm-105-disk-0')
+    resp = src.post('/nodes/prod-pve2/lxc/105/migrate', target='prod-pve1', **{'target-storage': 'local'})
+    assert body(resp)['message'].strip() == "storage 'local' does not support CT rootdirs"
+
+
 def test_task_failures_leave_the_guest_where_it_was(lab, src):
     """Target node offline (prepare: no lock), passthrough device, injected failure and network break
     (phase 1: lock taken, then removed): task error, guest on the source, unlocked."""
@@ -482,6 +493,8 @@ def test_remote_refusals_before_any_task(lab, src, dst):
         (103, {'target-endpoint': endpoint(lab, secret='0' * 36)}, 500, '401 authentication failure', None),
         (103, {'target-endpoint': endpoint(lab, token_id='root@pam!other')}, 500, '401 authentication failure',
          None),
+        (103, {'target-endpoint': endpoint(lab).replace('PVEAPIToken=', '')}, 500,
+         '401 permission denied - invalid PVE ticket', None),
         (100, {'target-endpoint': endpoint(lab)}, 500, "can't migrate running VM without --online", None),
         (103, {'target-endpoint': endpoint(lab), 'target-storage': '1'}, 500,
          'remote migration requires explicit storage mapping!', None),
@@ -668,6 +681,10 @@ def test_hook_options():
         pvemigrate.parse_idmap('a-')
     remote = pvemigrate.parse_remote('apitoken=PVEAPIToken=u@pam!t=s3cr3t,host=h,port=8007')
     assert remote == {'apitoken': 'PVEAPIToken=u@pam!t=s3cr3t', 'host': 'h', 'port': 8007}
+    assert pvemigrate._scrub_endpoint('apitoken=PVEAPIToken=u@pam!t=s3cr3t,host=h') == \
+        'apitoken=PVEAPIToken=u@pam!t=***,host=h'
+    assert pvemigrate._scrub_endpoint('host=h,apitoken=s3cr3t') == 'host=h,apitoken=***'
+    assert pvemigrate._scrub_endpoint('apitoken=u@pam!t=s3cr3t') == 'apitoken=u@pam!t=***'
     for text, field in (('apitoken=PVEAPIToken=u@pam!t=s3cr3t', 'host'),
                         ('apitoken=PVEAPIToken=u@pam!t=s3c,r3t,host=h', 'value without key'),
                         ('s3cr3t=1,apitoken=x,host=h', '<key>'),
