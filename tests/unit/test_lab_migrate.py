@@ -14,6 +14,8 @@ import pmxlab
 from conftest import FRESH_LAB_HOST
 
 SOURCE, TARGET = 'production', 'staging'
+# The refusal table shares one lab (nothing changes there), clear of the conftest labs' addresses.
+QUIET_LAB_HOST = FRESH_LAB_HOST.rsplit('.', 2)[0] + '.3.2'
 
 
 class Api(object):
@@ -70,6 +72,12 @@ class Api(object):
 @pytest.fixture
 def lab(tmp_path):
     with pmxlab.Lab(str(tmp_path / 'lab'), clusters=2, first_host=FRESH_LAB_HOST) as running:
+        yield running
+
+
+@pytest.fixture(scope='module')
+def quiet_lab(tmp_path_factory):
+    with pmxlab.Lab(str(tmp_path_factory.mktemp('quiet-lab')), clusters=2, first_host=QUIET_LAB_HOST) as running:
         yield running
 
 
@@ -196,7 +204,8 @@ def test_lxc_precondition_uses_pve_keys(lab, src):
     ('/nodes/prod-pve3/lxc/104/migrate', {'target': 'prod-pve3', 'restart': 1}, 400,
      'Parameter verification failed.', {'target': 'target is local node.'}),
 ])
-def test_refusals_before_any_task(lab, src, path, params, status, message, errors):
+def test_refusals_before_any_task(quiet_lab, path, params, status, message, errors):
+    src = Api(quiet_lab, SOURCE)
     before = src.tasks()
     resp = src.post(path, **params)
     assert resp.status_code == status, resp.text
@@ -391,6 +400,18 @@ def test_lock_is_migrate_while_it_runs(tmp_path):
             assert status == 'OK' and time.monotonic() - started >= 0.3
             log_has(lines, 'migration finished successfully (duration 00:00:30)')
             assert src.resource(vmid)['node'] == 'prod-pve2' and 'lock' not in src.resource(vmid)
+
+
+def test_held_migration_has_not_started(lab, src):
+    """hold_tasks holds a migration before its checks: running, no lock, still on the source; released, it
+    moves."""
+    hold = lab.hold_tasks(SOURCE, 'qmigrate', vmid=103)
+    upid = src.start('/nodes/prod-pve1/qemu/103/migrate', target='prod-pve2')
+    assert hold.wait_reached(5)
+    assert src.data('/nodes/prod-pve1/tasks/{0}/status'.format(upid))['status'] == 'running'
+    assert src.resource(103)['node'] == 'prod-pve1' and 'lock' not in src.resource(103)
+    hold.release()
+    assert src.task(upid)[0] == 'OK' and src.resource(103)['node'] == 'prod-pve2'
 
 
 # ------------------------------------------------------------------ between clusters
