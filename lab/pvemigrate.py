@@ -418,7 +418,7 @@ class PveMigrate(object):
     def _mig_api_checks(self, kind, v, user):
         """The checks migrate_vm makes before it forks the task (Qemu.pm and LXC.pm), in PVE's order.
 
-        Returns (guest, storage map or None, the options of the task)."""
+        Returns (guest, the options of the task, with the parsed storage map)."""
         node, target = v['node'], v['target']
         if target == node:
             raise PveError(400, 'Parameter verification failed.', {'target': 'target is local node.'})
