@@ -1329,6 +1329,9 @@ class _Remote(object):
             except ValueError:
                 why = 'Name or service not known'
             raise PveError(500, "500 Can't connect to {0}:{1} ({2})".format(self.host, self.port, why))
+        if not peer.nodes.get(sorted(peer.nodes)[0], {}).get('online', True):
+            # The endpoint is a node's address: that node is down.
+            raise PveError(500, "500 Can't connect to {0}:{1} (No route to host)".format(self.host, self.port))
         if self.fingerprint != peer.cert_fingerprint:
             raise PveError(500, "fingerprint '{0}' not verified, abort!".format(peer.cert_fingerprint))
         # fakepve's own token check (server.FakePve._authenticate), as the target answers it.

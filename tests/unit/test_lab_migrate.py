@@ -533,6 +533,11 @@ def test_remote_refusals_before_any_task(lab, src, dst):
         if field:
             assert list(body(resp)['errors']) == [field]
         no_secret(lab, resp.text)
+    lab.call(dst.pve.set_node_offline, 'stg-pve1')
+    resp = src.post('/nodes/prod-pve1/qemu/103/remote_migrate', **dict(base, **{'target-endpoint': endpoint(lab)}))
+    assert body(resp)['message'].strip() == "500 Can't connect to {0}:8006 (No route to host)".format(
+        lab.clusters[TARGET].host)
+    lab.call(dst.pve.set_node_offline, 'stg-pve1', False)
     resp = src.post('/nodes/prod-pve3/lxc/104/remote_migrate', **dict(base, **{'target-endpoint': endpoint(lab)}))
     assert body(resp)['message'].strip() == "can't migrate running container without --online or --restart"
     lab.set_ha(SOURCE, 103)
