@@ -37,6 +37,9 @@ import threading
 import time
 import uuid
 
+import pvefleet
+import pvemigrate
+
 __all__ = ['Hold', 'Lab', 'LabCluster', 'LabError', 'CLUSTER_LAYOUT', 'TOKEN_ID', 'main']
 
 PORT = 8006
@@ -288,12 +291,10 @@ def lab_pve_class():
         return _LAB_PVE
     from aiohttp import web
     from fakepve import FakePve
-    here = os.path.dirname(os.path.abspath(__file__))
-    if here not in sys.path:  # the lab's own modules beside this file
-        sys.path.insert(0, here)
-    from pvefleet import TaskConcurrency
 
-    class LabPve(TaskConcurrency, FakePve):
+    # pvemigrate.PveMigrate: migration within and between the lab's clusters (lab/README.md, "Migration").
+    # pvefleet.TaskConcurrency: the most tasks running at once (Lab.most_running).
+    class LabPve(pvefleet.TaskConcurrency, pvemigrate.PveMigrate, FakePve):
         def __init__(self, *args, **kwargs):
             super(LabPve, self).__init__(*args, **kwargs)
             self.request_holds = []  # (method, suffix, Hold)
@@ -317,7 +318,7 @@ def lab_pve_class():
 
         async def task(self, node, ttype, tid, user, body, vm=None, lock=True, log=()):
             secs = self.task_secs.get(ttype)
-            if secs:
+            if secs and ttype not in self.self_timed_tasks:
                 work = body
 
                 async def body():  # the task takes its time before it does its work, as a clone copying disks
@@ -379,7 +380,7 @@ def _bind_error(host, port, exc):
 
 # ------------------------------------------------------------------ the lab
 
-class Lab(object):
+class Lab(pvemigrate.LabMigrationHooks):
     """Several fakepve clusters served on one private asyncio loop in a daemon thread."""
 
     def __init__(self, directory, clusters=3, guests_per_cluster=0, first_host='127.0.0.2', port=PORT,
@@ -471,6 +472,7 @@ class Lab(object):
             scratch = tempfile.mkdtemp(prefix='.pmxlab-pki-', dir=self.directory)
             try:
                 certfile, keyfile, _ = make_cert(scratch, name='pmxlab', hosts=tuple(self.hosts))
+                self._fingerprint = pvemigrate.join(clusters.values(), certfile)
                 self._serve(clusters, certfile, keyfile)
                 os.replace(certfile, self.ca_bundle)
             finally:
