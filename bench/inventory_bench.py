@@ -45,8 +45,6 @@ import pmxlab  # noqa: E402  (lab/ is not a package)
 # Targets: issue 6, restated by the fleet issue against the script-inventory floor.
 FLOOR_FACTOR = 1.1
 CONFIG_FLOOR_FACTOR = 1.5
-VS_COMMUNITY_FACTOR = 2.0
-CONFIG_VS_FACTS_FACTOR = 50.0
 # The plugin's default max_workers: per-guest requests in flight at once per cluster.
 PLUGIN_CONCURRENCY = 10
 
@@ -285,21 +283,21 @@ def main():
         checks += [
             ('%s: default within %.1fx of the script floor' % (mode, FLOOR_FACTOR), ours[0] <= FLOOR_FACTOR * floor,
              '%.2fx the floor' % (ours[0] / floor)),
-            ('%s: default >= %.0fx faster than community.proxmox without facts' % (mode, VS_COMMUNITY_FACTOR),
-             theirs[0] >= VS_COMMUNITY_FACTOR * ours[0], '%.2fx faster' % (theirs[0] / ours[0])),
+            ('%s: against community.proxmox without facts' % mode, None, '%.2fx faster' % (theirs[0] / ours[0])),
             ('%s: no guest lost (default lists %d of %d)' % (mode, ours[2], guests), ours[2] == guests, ''),
         ]
     checks.append(('want_config within %.1fx of its floor' % CONFIG_FLOOR_FACTOR,
                    ours_config[0] <= CONFIG_FLOOR_FACTOR * config_floor, '%.2fx' % (ours_config[0] / config_floor)))
     checks.append(('want_config lists every guest (%d of %d)' % (ours_config[2], guests), ours_config[2] == guests, ''))
     if theirs_facts:
-        checks.append(('want_config >= %.0fx faster than community.proxmox with facts' % CONFIG_VS_FACTS_FACTOR,
-                       theirs_facts[0] >= CONFIG_VS_FACTS_FACTOR * ours_config[0],
+        checks.append(('want_config against community.proxmox with facts', None,
                        '%.1fx faster' % (theirs_facts[0] / ours_config[0])))
     failed = 0
     for label, ok, detail in checks:
-        failed += not ok
-        print('%-4s %s%s' % ('ok' if ok else 'MISS', label, (': ' + detail) if detail else ''))
+        failed += ok is False
+        # None: a figure for the record, no target (the community.proxmox ratios of issue 6, which the fleet issue
+        # replaced with the script floor).
+        print('%-4s %s%s' % ({True: 'ok', False: 'MISS', None: 'info'}[ok], label, (': ' + detail) if detail else ''))
     return 1 if failed else 0
 
 
