@@ -80,6 +80,14 @@ options:
       default_bridge:
         description: Bridge for new guests' networks when none is given.
         type: str
+      fingerprint:
+        description:
+          - SHA-256 fingerprint of the cluster's API certificate (V(AA:BB:...), 32 bytes; 64 hex digits without
+            C(:) are accepted too).
+          - Given to Proxmox VE when a guest moves to this cluster from another one (M(pmx.multicluster.pmx_migrate)).
+            Without it the fingerprint is read from the API's certificate over a verified TLS connection, so it is
+            needed only when the certificate cannot be verified here.
+        type: str
   default_cluster:
     description:
       - The cluster used when no other routing rule applies.
