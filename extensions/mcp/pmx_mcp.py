@@ -70,6 +70,7 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.config import loa
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ClusterError, ConfigError  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.lookup import source_type  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.manager import GuestManager  # noqa: E402
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests.migration import Migrator, MoveSpec  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import GuestSpec, simple_vm_config  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.health import (  # noqa: E402
     GUEST_TYPES,
@@ -450,6 +451,7 @@ def build_server(pmx: Pmx) -> MCPServer:
 
     if pmx.allow_write:
         _write_tools(pmx, tool)
+        _migration_tools(pmx, tool)
     return server
 
 
@@ -606,6 +608,57 @@ def _write_tools(pmx: Pmx, tool) -> None:
         status = (pmx.reg().find_guest(vmid=int(guest['vmid']), cluster=route.cluster)[2] or {}).get('status')
         return dict({'cluster': route.cluster, 'route_reason': route.reason, 'guest': pmx.summary(guest),
                      'status': status}, **done)
+
+
+def _migration_tools(pmx: Pmx, tool) -> None:
+    """Register migrate_guest (only called with PMX_MCP_ALLOW_WRITE=1): the core's Migrator, previewed first."""
+
+    @tool(DESTRUCTIVE, 'Move a guest to another node or cluster')
+    def migrate_guest(name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
+                      target_node: Annotated[Optional[str], Field(
+                          description='Node to move it to: in its own cluster, or with target_cluster in that one.')]
+                      = None,
+                      target_cluster: Annotated[Optional[str], Field(
+                          description='Another cluster to move it to (a remote migration).')] = None,
+                      storage_map: Annotated[Optional[Dict[str, str]], Field(
+                          description="Source storage -> target storage, e.g. {'local-lvm': 'ceph'}.")] = None,
+                      target_storage: Annotated[Optional[str], Field(
+                          description='One storage for all its disks on the target.')] = None,
+                      bridge_map: Annotated[Optional[Dict[str, str]], Field(
+                          description="Source bridge -> target bridge (between clusters), e.g. {'vmbr0': 'vmbr1'}.")]
+                      = None,
+                      with_local_disks: Annotated[bool, Field(
+                          description='Allow a live move within the cluster to copy disks on local storage.')] = False,
+                      target_vmid: Annotated[Optional[int], Field(
+                          description='Its vmid on the target cluster; default: its own when free there, else the '
+                                      'next free one.', ge=100, le=999999999)] = None,
+                      delete_source: Annotated[bool, Field(
+                          description='Between clusters: delete the source once moved (default: keep it stopped and '
+                                      'locked, as Proxmox VE does).')] = False,
+                      confirm: ConfirmArg = False,
+                      timeout: Annotated[int, Field(description='Seconds to wait for each task of the move.', ge=1,
+                                                    le=7200)] = 900) -> dict[str, Any]:
+        """Move a VM or container to another node of its cluster (live for a running VM, restart mode for a running
+        container) or to another cluster. Without confirm=true it only returns the plan: where it is, where it
+        would go, the storage and bridge maps, the target vmid and the checks made. Nothing moves then."""
+        registry = pmx.reg()
+        spec = MoveSpec(name=name, vmid=vmid, cluster=cluster, target_node=target_node, target_cluster=target_cluster,
+                        storage_map=dict(storage_map or {}), target_storage=target_storage,
+                        bridge_map=dict(bridge_map or {}), with_local_disks=with_local_disks, target_vmid=target_vmid,
+                        delete_source=delete_source, timeout=timeout)
+        plan = Migrator(registry, check_mode=True, scrub=pmx.scrub).ensure(spec)
+        for side in ('was', 'now'):
+            pmx.check_writable(plan[side]['cluster'])
+        if not confirm or not plan['changed']:
+            out = dict(plan, preview=not plan['changed'] or not confirm, changed=False)
+            out['would'] = ('nothing: it is already there' if not plan['changed'] else
+                            'move %s from %s/%s to %s/%s' % (plan['name'], plan['was']['cluster'], plan['was']['node'],
+                                                             plan['now']['cluster'],
+                                                             plan['now']['node'] or '(the node Proxmox VE picks)'))
+            if plan['changed']:
+                out['to_confirm'] = 'call migrate_guest again with the same arguments and confirm=true'
+            return out
+        return Migrator(registry, scrub=pmx.scrub).ensure(spec)
 
 
 # ------------------------------------------------------------------ start
