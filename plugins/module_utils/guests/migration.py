@@ -301,8 +301,12 @@ class Migrator:
         if route.moved_from and spec.delete_source and target_cluster == source_cluster:
             # Routing followed the guest to its copy; the kept source it came from is what delete_source removes.
             old = route.moved_from[0]
-            route, dummy, entry = self.registry.find_guest(name=spec.name, cluster=old)
-            return self._remote(route, entry, spec, old, target_cluster)
+            try:
+                kept_route, dummy, kept = self.registry.find_guest(name=spec.name, cluster=old)
+            except GuestNotFoundError:
+                kept = None  # deleted already
+            if kept is not None:
+                return self._remote(kept_route, kept, spec, old, target_cluster)
         if target_cluster == source_cluster:
             return self._within(route, entry, spec, target_cluster)
         return self._remote(route, entry, spec, source_cluster, target_cluster)
