@@ -104,14 +104,14 @@ options:
     type: str
   storage_map:
     description:
-      - Source storage to target storage, for example C({local-lvm: ceph-vm, nfs-iso: local}).
+      - "Source storage to target storage, for example C({local-lvm: ceph-vm, nfs-iso: local})."
       - Storages not listed keep their name, or go to O(target_storage) when both are given.
       - A target storage that the target cluster lacks is refused before any change.
     type: dict
   bridge_map:
     description:
-      - Moves between clusters. Source bridge to target bridge, for example C({vmbr0: vmbr1}). Bridges not
-        listed keep their name. A target bridge that the target cluster lacks is refused before any change.
+      - "Moves between clusters. Source bridge to target bridge, for example C({vmbr0: vmbr1}). Bridges not
+        listed keep their name. A target bridge that the target cluster lacks is refused before any change."
     type: dict
   bwlimit:
     description:
@@ -120,7 +120,7 @@ options:
   target_vmid:
     description:
       - Moves between clusters. The vmid on the target cluster. By default the source's vmid when it is free
-        there, else the target cluster's next free id (RV(preconditions.target_vmid_reason) says which).
+        there, else the target cluster's next free id (C(preconditions.target_vmid_reason) in the result says which).
       - A vmid taken on the target is refused before any change.
     type: int
   delete_source:

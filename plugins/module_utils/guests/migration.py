@@ -35,6 +35,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
+    ApiError,
     ClusterError,
     ConfigError,
     GuestConflictError,
@@ -298,8 +299,10 @@ class Migrator:
         source_cluster = route.cluster
         target_cluster = (self.registry.router.resolve_cluster(spec.target_cluster) if spec.target_cluster
                           else source_cluster)
-        if route.moved_from and spec.delete_source and target_cluster == source_cluster:
-            # Routing followed the guest to its copy; the kept source it came from is what delete_source removes.
+        if route.moved_from and target_cluster == source_cluster and (
+                spec.delete_source or entry.get('lock') == MIGRATE_LOCK):
+            # Routing followed the guest to its copy. The kept source it came from is what delete_source removes;
+            # a copy still locked migrate is a move not finished: both are judged from the source's side.
             old = route.moved_from[0]
             try:
                 kept_route, dummy, kept = self.registry.find_guest(name=spec.name, cluster=old)
@@ -587,7 +590,7 @@ class Migrator:
                 "%s) and run again." % (label, source, entry.get('node'), entry.get('status'), target, copy.get('vmid'),
                                         copy.get('node'), source, target, copy.get('vmid'), copy.get('vmid'), kind.cli,
                                         entry.get('vmid')), source)
-        if not kept_source(entry):
+        if not kept_source(entry) and not (entry.get('status') == 'stopped' and not entry.get('lock')):
             raise GuestConflictError(
                 "%s is on cluster '%s' (%s, not a kept source of a move) and cluster '%s' already has a %s named "
                 "'%s' (vmid %s): moving it would make two. Nothing was changed. Rename or remove one of them."
@@ -614,10 +617,25 @@ class Migrator:
         return result
 
     def _delete_kept(self, client, cluster: str, kind, entry: Dict, timeout: float) -> List[Dict]:
-        """Remove the kept source of a finished move: unlock it (PVE keeps it locked migrate), then destroy it."""
+        """Remove the kept source of a finished move (its copy is live on the target): unlock it, then destroy it.
+
+        PVE keeps the source locked ``migrate``; removing that lock through the API (``PUT .../config
+        delete=lock``) is refused while the lock holds unless ``skiplock`` is given, which only ``root@pam``
+        itself may use, not an API token (qm(1): ``qm unlock``). When PVE refuses, the error says how to unlock it.
+        """
         writer = LockedWriter(client, cluster, kind, self._sleep, self._clock)
-        unlock = {'delete': 'lock'}
-        tasks = [task_record('unlock', client.run_task('PUT', writer.path(entry, 'config'), unlock, timeout))]
+        tasks = []
+        if entry.get('lock') == MIGRATE_LOCK:
+            try:
+                tasks.append(task_record('unlock', client.run_task('PUT', writer.path(entry, 'config'),
+                                                                   {'delete': 'lock'}, timeout)))
+            except ApiError as exc:
+                raise MigrationError(
+                    "cluster '%s': %s is the kept source of a finished move (its copy is live on the target) and is "
+                    "still locked (migrate); PVE does not let this API token unlock it (%s). Nothing was deleted. "
+                    "Unlock it on a node of cluster '%s' (%s unlock %s) and run again to delete it."
+                    % (cluster, describe(kind, entry.get('name'), entry.get('vmid')), exc, cluster, kind.cli,
+                       entry.get('vmid')), cluster)
         tasks.append(task_record('delete', writer.write(entry, timeout, 'DELETE', '', purge=1)))
         return tasks
 
