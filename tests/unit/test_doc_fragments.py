@@ -15,7 +15,7 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.ansible_module im
 )
 
 REPO = Path(__file__).resolve().parents[2]
-MODULES = ('pmx_vm', 'pmx_lxc', 'pmx_cluster_info')
+MODULES = ('pmx_vm', 'pmx_lxc', 'pmx_cluster_info', 'pmx_migrate')
 GUEST_MODULES = ('pmx_vm', 'pmx_lxc')
 
 
