@@ -688,4 +688,3 @@ def evacuation_plan(resources: List[Dict], node: str, exclude: Tuple[str, ...] =
         plan.append({'vmid': int(guest['vmid']), 'name': guest.get('name'), 'type': guest.get('type'),
                      'status': guest.get('status'), 'memory': need, 'target_node': best})
     return plan
-
