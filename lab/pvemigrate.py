@@ -82,8 +82,9 @@ def parse_idmap(text, what='storage'):
         pair = re.fullmatch(r'([^:]+):([^:]+)', entry)
         ids = pair.groups() if pair else (entry,)
         for one in ids:
-            if not PVE_ID.match(one):
-                raise ValueError("entry '{0}' contains invalid ID - invalid {1} ID '{2}'".format(entry, what, one))
+            problem = _check_id(one, what)
+            if problem:
+                raise ValueError("entry '{0}' contains invalid ID - {1}".format(entry, problem))
         if pair:
             if ids[0] in out['entries']:
                 raise ValueError("duplicate mapping for source '{0}'".format(ids[0]))
@@ -95,6 +96,17 @@ def parse_idmap(text, what='storage'):
     if out['identity'] and (out['default'] or out['entries']):
         raise ValueError('identity mapping cannot be combined with other mappings')
     return out
+
+
+def _check_id(one, what):
+    """parse_storage_id (parse_id) and parse_bridge_id of pve-common JSONSchema.pm: the error, or None."""
+    if what == 'bridge':
+        return None if re.fullmatch(r'[-_.\w]+', one) else "invalid bridge ID '{0}'".format(one)
+    if len(one) < 2:
+        return "{0} ID '{1}' cannot be shorter than 2 characters".format(what, one)
+    if not PVE_ID.match(one):
+        return "{0} ID '{1}' contains illegal characters".format(what, one)
+    return None
 
 
 def map_id(idmap, source):
@@ -113,8 +125,14 @@ def parse_remote(text):
     for part in [p for p in str(text or '').split(',') if p]:
         key, sep, value = part.partition('=')
         key = key.strip()
-        if not sep or key not in ('host', 'port', 'apitoken', 'fingerprint'):
-            raise ValueError('invalid format - format error: unknown property {0!r}'.format(key[:40]))
+        if not sep:
+            # Never echoed: a stray part may be a piece of the token.
+            raise ValueError('invalid format - format error\nvalue without key, but schema does not define a '
+                             'default key')
+        if key not in ('host', 'port', 'apitoken', 'fingerprint'):
+            shown = key if re.fullmatch(r'[a-z][a-z-]{0,19}', key) else '<key>'
+            raise ValueError('invalid format - format error\n{0}: property is not defined in schema and the '
+                             'schema does not allow additional properties'.format(shown))
         if key in out:
             raise ValueError("invalid format - format error: duplicate key in comma-separated list property: "
                              "{0}".format(key))
@@ -358,10 +376,13 @@ class PveMigrate(object):
         running = 1 if vm.status == 'running' else 0
         allowed, not_allowed = [], {}
         sids = sorted(set(_qemu.volume_ref(volid)[0] for _k, volid, _s, _a in self._mig_volumes(vm)))
+        for sid in sids:  # check_local_storage_availability reads each storage's config: it must exist
+            if sid not in self.storages:
+                raise PveError(500, "storage '{0}' does not exist".format(sid))
         for node in sorted(self.nodes):
             if node == v['node']:
                 continue
-            missing = [sid for sid in sids if sid in self.storages and not self._storage_enabled(sid, node)]
+            missing = [sid for sid in sids if not self._storage_enabled(sid, node)]
             if missing:
                 not_allowed[node] = {'unavailable_storages': missing}
             else:
@@ -397,7 +418,7 @@ class PveMigrate(object):
     def _mig_api_checks(self, kind, v, user):
         """The checks migrate_vm makes before it forks the task (Qemu.pm and LXC.pm), in PVE's order.
 
-        Returns (guest, storage map or None, the options of the task)."""
+        Returns (guest, the options of the task, with the parsed storage map)."""
         node, target = v['node'], v['target']
         if target == node:
             raise PveError(400, 'Parameter verification failed.', {'target': 'target is local node.'})
@@ -794,7 +815,7 @@ class PveMigrate(object):
                 running = False
         except Abort as exc:
             log('migration aborted (duration {0}): {1}'.format(_duration(state['secs']), exc), 'err')
-            box['result'] = 'migration aborted'
+            self._mig_result(box, 'migration aborted')
             raise TaskError('migration aborted') from None
         made = []
         try:
@@ -844,7 +865,7 @@ class PveMigrate(object):
                     log('start container on source node')
                     self._mig_ct_running(guest)
             log('migration aborted (duration {0}): {1}'.format(_duration(state['secs']), exc), 'err')
-            box['result'] = 'migration aborted'
+            self._mig_result(box, 'migration aborted')
             raise TaskError('migration aborted') from None
         start_target = False
         if qemu and running:
@@ -873,9 +894,7 @@ class PveMigrate(object):
         if opts.get('delete'):
             self._mig_destroy(guest)
         log('migration finished successfully (duration {0})'.format(_duration(state['secs'])))
-        box['result'] = 'OK'
-        if box.get('entry'):
-            box['entry']['result'] = 'OK'
+        self._mig_result(box, 'OK')
         return None
 
     def _mig_prepare_remote(self, guest, opts):
@@ -1310,6 +1329,9 @@ class _Remote(object):
             except ValueError:
                 why = 'Name or service not known'
             raise PveError(500, "500 Can't connect to {0}:{1} ({2})".format(self.host, self.port, why))
+        if not peer.nodes.get(sorted(peer.nodes)[0], {}).get('online', True):
+            # The endpoint is a node's address: that node is down.
+            raise PveError(500, "500 Can't connect to {0}:{1} (No route to host)".format(self.host, self.port))
         if self.fingerprint != peer.cert_fingerprint:
             raise PveError(500, "fingerprint '{0}' not verified, abort!".format(peer.cert_fingerprint))
         # fakepve's own token check (server.FakePve._authenticate), as the target answers it.
@@ -1335,11 +1357,14 @@ def _client_error(exc):
     return text
 
 
-SECRET_IN_ENDPOINT = re.compile(r'(apitoken=PVEAPIToken=[^=,]*=)[^,]*')
-
-
 def _scrub_endpoint(text):
-    return SECRET_IN_ENDPOINT.sub(r'\1***', str(text))
+    """A target-endpoint with the token secret (whatever the apitoken value looks like) replaced by ***."""
+    def hide(match):
+        head, sep, _secret = match.group(2).rpartition('=')
+        if sep and head not in ('', 'PVEAPIToken'):
+            return match.group(1) + head + '=***'
+        return match.group(1) + '***'
+    return re.sub(r'(apitoken=)([^,]*)', hide, str(text))
 
 
 def _scrub_body(body, content_type):
