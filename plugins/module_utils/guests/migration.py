@@ -338,6 +338,14 @@ class Migrator:
             return self._result(route, was, was, [], [], False, moved_from=list(route.moved_from))
         if entry.get('node') == target:
             return self._result(route, was, was, [], [], False, moved_from=list(route.moved_from))
+        if entry.get('lock') and not self.check_mode:
+            # Another task holds the guest (a backup, another run's move): wait for it, as every write does, then
+            # look again: a move that held it may have taken it where it should go.
+            LockedWriter(client, cluster, kind, self._sleep, self._clock).wait_unlocked(entry, spec.timeout)
+            entry = self._entry(client, kind, int(entry['vmid'])) or entry
+            if entry.get('node') == target:
+                return self._result(route, was, Side.of(cluster, entry), [], [], False,
+                                    moved_from=list(route.moved_from))
         resources = client.get('cluster/resources') or []
         check_node(resources, cluster, target, ' (target_node)')
         running = entry.get('status') == 'running'
