@@ -68,7 +68,8 @@ options:
     description:
       - Plan the evacuation of a node, for maintenance, without moving anything. RV(evacuation) lists each guest on
         O(evacuate.node), with the node it should move to. The targets are the other online nodes of the cluster,
-        balanced by free memory, largest guest first. Templates are left out.
+        balanced by free memory, largest guest first. Templates and the kept sources of moves to other clusters
+        (stopped, locked V(migrate)) are left out.
       - The plan is what the playbook C(pmx.multicluster.evacuate_node) feeds to M(pmx.multicluster.pmx_migrate).
     type: dict
     suboptions:

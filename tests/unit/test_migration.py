@@ -286,7 +286,8 @@ def test_evacuation_plan_balances_by_free_memory():
     resources = [node('n1', 40 * gib), node('n2', 10 * gib), node('n3', 20 * gib), node('n4', 0, status='offline'),
                  dict(vm('a', 100, 'n1'), maxmem=8 * gib), dict(vm('b', 101, 'n1'), maxmem=16 * gib),
                  dict(vm('c', 102, 'n1', kind='lxc'), maxmem=4 * gib), dict(vm('d', 103, 'n2'), maxmem=gib),
-                 dict(vm('tpl', 9000, 'n1', status='stopped'), maxmem=gib, template=1)]
+                 dict(vm('tpl', 9000, 'n1', status='stopped'), maxmem=gib, template=1),
+                 dict(vm('kept', 104, 'n1', **KEPT), maxmem=32 * gib)]
     plan = evacuation_plan(resources, 'n1')
     # largest first, each to the node with most free memory then: n2 (54 free) <- b (16) -> 38; n3 (44) <- a -> 36;
     # n2 (38) <- c.

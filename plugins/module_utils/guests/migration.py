@@ -678,7 +678,8 @@ def evacuation_plan(resources: List[Dict], node: str, exclude: Tuple[str, ...] =
     """Where each guest of ``node`` goes so that the other online nodes end balanced by free memory (pure).
 
     Greedy: the guests, largest memory first, each to the node with most free memory after the moves planned so
-    far. Templates are skipped (they move with their node's storage, not by migration). Returns
+    far. Templates are skipped (they move with their node's storage, not by migration), and so are the kept
+    sources of moves to other clusters (stopped, locked ``migrate``: PVE moves no locked guest). Returns
     [{vmid, name, type, status, memory, target_node}], in the order to move them.
     """
     online = dict((n, e) for n, e in nodes(resources).items()
@@ -686,7 +687,8 @@ def evacuation_plan(resources: List[Dict], node: str, exclude: Tuple[str, ...] =
     if not online:
         raise GuestConflictError("node '%s' has no other online node in its cluster to move its guests to" % node)
     free = dict((n, int(e.get('maxmem') or 0) - int(e.get('mem') or 0)) for n, e in online.items())
-    guests = [g for g in resources if g.get('type') in KINDS and g.get('node') == node and not g.get('template')]
+    guests = [g for g in resources if g.get('type') in KINDS and g.get('node') == node and not g.get('template')
+              and not kept_source(g)]
     guests.sort(key=lambda g: (-int(g.get('maxmem') or 0), int(g.get('vmid', 0))))
     plan = []
     for guest in guests:
