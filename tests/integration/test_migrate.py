@@ -140,6 +140,7 @@ def test_between_clusters_maps_keep_delete_vmid_and_routing(mlab, tmp_path):
     res = run_moves(mlab, tmp_path, [
         ('check', db, CHECK),
         ('taken', dict(db, target_vmid=100), MAY_FAIL),
+        ('lacking', dict(db, storage_map={'local-lvm': 'nope'}, bridge_map={'vmbr0': 'vmbr9'}), MAY_FAIL),
         ('db', db),
         ('db_again', db),
         ('web', {'name': 'prod-web02', 'target_cluster': 'staging', 'target_vmid': 2101, 'target_storage': 'local-lvm',
@@ -156,6 +157,11 @@ def test_between_clusters_maps_keep_delete_vmid_and_routing(mlab, tmp_path):
     assert mlab.fingerprint in check['plan'][0]['params']['target-endpoint']
     assert '********' in check['plan'][0]['params']['target-endpoint']
     assert res['taken']['failed'] and 'target_vmid 100 is taken' in res['taken']['msg']
+    # What the target lacks is refused before any write, both things named at once.
+    lacking = res['lacking']
+    assert lacking['failed'] and lacking['error']['type'] == 'MigrationError'
+    assert 'nothing was changed' in lacking['msg']
+    assert "has no storage nope" in lacking['msg'] and "has no bridge vmbr9" in lacking['msg']
     # Moved, mapped, running; the source kept as PVE keeps it.
     copy = guest(mlab, 'disaster-recovery', 'prod-db01')
     assert copy.vmid == 106 and copy.status == 'running' and not copy.lock
