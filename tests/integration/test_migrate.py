@@ -118,7 +118,7 @@ def test_ha_managed_guest_moves_by_ha_request_and_never_to_another_cluster(mlab,
     assert res.rc == 0, res.output
     assert res['ha']['changed'] and res['ha']['ha'] is True and res['ha']['node'] == 'stg-pve2'
     assert ':hamigrate:100:' in res['ha']['tasks'][0]['upid']
-    assert any('HA' in w for w in res['ha'].get('warnings', [])) or 'HA migration' in res.output
+    assert res['ha']['plan'][0]['ha'] is True
     assert guest(mlab, 'staging', 'stg-web01').node == 'stg-pve2'
     assert 'ha' in [m['kind'] for m in migrations(mlab, 'staging', 100)]
     assert res['again']['changed'] is False

@@ -403,9 +403,6 @@ class Migrator:
             else self._entry(client, kind, int(entry['vmid']))
         now = Side.of(cluster, moved) if moved else Side(cluster, target, was.vmid)
         res = self._result(route, after['was'] if after else was, now, plan, tasks, True, ha=bool(ha_task), **base)
-        if ha_task:
-            res['warnings'].append('%s is managed by HA: it was moved by an HA migration request (the HA manager moved '
-                                   'it), as PVE requires' % describe(kind, entry.get('name'), entry.get('vmid')))
         return res
 
     @staticmethod
