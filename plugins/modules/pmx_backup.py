@@ -1,0 +1,354 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: pmx.multicluster contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: pmx_backup
+short_description: Back up guests now, list their backups and prune them, on several Proxmox VE clusters
+version_added: 0.2.0
+description:
+  - With O(state=backup) (the default), runs a backup (vzdump) now of one guest, found by O(name) or O(vmid)
+    and routed as M(pmx.multicluster.pmx_vm) routes, or of every guest of one O(cluster) whose name matches
+    O(pattern) and that carries all O(tags). It waits for each backup and returns the archive volume ids.
+    A backup is an action: it always reports a change.
+  - With O(state=list), returns the backups of the guest on O(storage) (or on every backup storage of the
+    cluster), newest first, with their time and size. Changes nothing.
+  - With O(state=prune), removes the backups of the guest (or, without O(name) and O(vmid), of every guest on
+    O(storage)) that the O(keep) policy does not keep; protected backups are never removed. A second run
+    removes nothing.
+  - A guest locked by another task (another backup, a migration, a snapshot) is waited for up to O(timeout)
+    seconds, then the module fails naming the lock. A backup that fails (a full storage, the node's backup
+    lock held by another job past O(timeout)) fails the module with the task's exit status and log lines.
+author:
+  - pmx.multicluster contributors (@pmx-multicluster)
+extends_documentation_fragment:
+  - pmx.multicluster.pmx
+  - pmx.multicluster.pmx.modules
+  - pmx.multicluster.pmx.actiongroup_pmx
+attributes:
+  check_mode:
+    support: full
+    description: Reads the clusters and reports what would be backed up or pruned (PVE's prune dry run); writes nothing.
+  diff_mode:
+    support: full
+    description: Shows the guest's backups on the storage before and after.
+options:
+  name:
+    description:
+      - Name of the guest (VM or container). Routed like M(pmx.multicluster.pmx_vm) routes it.
+      - With O(state=list) on a cluster where the guest no longer exists (a disaster-recovery cluster reading a
+        shared backup storage), its backups are found by the guest name they hold.
+    type: str
+  vmid:
+    description: ID of the guest; with O(name), both must agree.
+    type: int
+  cluster:
+    description:
+      - The cluster, overriding routing by name. Required with O(pattern) or O(tags).
+    type: str
+  pattern:
+    description:
+      - Back up every guest of O(cluster) whose name matches this glob (case-insensitive), for example V(prod-web*).
+      - Templates are never backed up by a selection.
+    type: str
+  tags:
+    description: Back up every guest of O(cluster) that carries all of these tags (with O(pattern), both apply).
+    type: list
+    elements: str
+  state:
+    description:
+      - V(backup) runs a backup now, V(list) lists backups, V(prune) removes what O(keep) does not keep.
+    type: str
+    choices: [backup, list, prune]
+    default: backup
+  storage:
+    description:
+      - The storage the backups go to or are on; it must have content C(backup).
+      - Required with O(state=backup) and O(state=prune). With O(state=list), every backup storage of the
+        cluster when not given.
+    type: str
+  mode:
+    description:
+      - The backup mode. V(snapshot) keeps the guest running, V(suspend) pauses it, V(stop) shuts it down for the
+        backup and starts it again.
+    type: str
+    choices: [snapshot, suspend, stop]
+    default: snapshot
+  compress:
+    description: Compression of the archive; V(0) for none.
+    type: str
+    choices: [zstd, gzip, lzo, '0']
+    default: zstd
+  notes:
+    description:
+      - Notes of the backup, a template that may use C({{guestname}}), C({{vmid}}), C({{node}}) and
+        C({{cluster}}) (Proxmox VE replaces them).
+      - The default, C({{guestname}}), is what lets O(state=list) and M(pmx.multicluster.pmx_restore) find a
+        guest's backups by name quickly; with other notes the name is read from the archive.
+    type: str
+    default: '{{guestname}}'
+  protected:
+    description: Protect the new backup from pruning and deletion.
+    type: bool
+    default: false
+  keep:
+    description:
+      - Retention, as Proxmox VE's C(prune-backups) (pvesm(1)); required with O(state=prune). With
+        O(state=backup), Proxmox VE prunes the guest's backups with it after the backup.
+      - "Keys: C(last) (the newest N), C(hourly), C(daily), C(weekly), C(monthly), C(yearly) (the newest of each of
+        the last N periods that have a backup), for example C({last: 3, daily: 7})."
+    type: dict
+  timeout:
+    description:
+      - Seconds to wait for each backup task and for a locked guest to be unlocked.
+    type: int
+    default: 300
+notes:
+  - Backups run one guest after another, each on the guest's node.
+  - "Routing never falls back when it could not look: when the cluster of a guest depends on finding it and a
+    cluster cannot be read, the task fails before changing anything, naming that cluster."
+seealso:
+  - module: pmx.multicluster.pmx_restore
+  - module: pmx.multicluster.pmx_vm
+'''
+
+EXAMPLES = r'''
+- name: Back up prod-web01 now to the NFS backup storage (routed to production by its name)
+  pmx.multicluster.pmx_backup:
+    name: prod-web01
+    storage: backup-nfs
+    mode: snapshot
+    compress: zstd
+    notes: "{{ '{{guestname}}' }} before the upgrade"
+    protected: true
+  register: backup
+
+- name: Back up every web guest of staging, keeping the newest three of each
+  pmx.multicluster.pmx_backup:
+    cluster: staging
+    pattern: "stg-web*"
+    tags: [web]
+    storage: backup-nfs
+    keep:
+      last: 3
+
+- name: The backups of prod-web01 as disaster-recovery sees them, newest first
+  pmx.multicluster.pmx_backup:
+    cluster: disaster-recovery
+    name: prod-web01
+    storage: backup-nfs
+    state: list
+  register: listed
+
+- name: Keep the last 2 and one per day for a week
+  pmx.multicluster.pmx_backup:
+    name: prod-web01
+    storage: backup-nfs
+    state: prune
+    keep:
+      last: 2
+      daily: 7
+'''
+
+RETURN = r'''
+cluster:
+  description: The cluster the guests are on.
+  returned: always
+  type: str
+  sample: production
+route_reason:
+  description: Why that cluster (V(explicit), V(pattern 'prod-*'), V(located), V(default)).
+  returned: always
+  type: str
+archive:
+  description: The volume id of the new backup, when one guest was backed up (V(null) in check mode).
+  returned: state is backup
+  type: str
+  sample: backup-nfs:backup/vzdump-qemu-100-2026_12_02-03_00_00.vma.zst
+archives:
+  description: One entry per guest backed up, in vmid order.
+  returned: state is backup
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Guest name.
+      type: str
+    vmid:
+      description: Guest id.
+      type: int
+    type:
+      description: V(qemu) or V(lxc).
+      type: str
+    node:
+      description: The node the backup ran on.
+      type: str
+    volid:
+      description: The archive's volume id (V(null) in check mode).
+      type: str
+    size:
+      description: Archive size in bytes.
+      type: int
+    time:
+      description: When it was made, UTC (ISO 8601).
+      type: str
+    task:
+      description: The vzdump task (C(action), C(upid), C(exitstatus)).
+      type: dict
+backups:
+  description:
+    - The guest's backups on the storage (every backup there for a prune of the whole storage), newest first,
+      after the task. Each has C(volid), C(storage), C(vmid), C(type), C(ctime) (epoch), C(time) (UTC),
+      C(size) (bytes), C(format), C(notes) and C(protected).
+  returned: always
+  type: list
+  elements: dict
+removed:
+  description: The backups a prune removed (in check mode, would remove).
+  returned: state is prune
+  type: list
+  elements: str
+diff:
+  description: The volume ids of the backups before and after.
+  returned: always
+  type: dict
+'''
+
+from ansible_collections.pmx.multicluster.plugins.module_utils.ansible_module import PmxModule
+from ansible_collections.pmx.multicluster.plugins.module_utils.backups import (
+    COMPRESSIONS,
+    DEFAULT_NOTES,
+    MODES,
+    BackupError,
+    Backups,
+    backup_storages,
+    guest_backups,
+    keep_policy,
+    list_backups,
+    select_guests,
+)
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import DEFAULT_TIMEOUT
+
+
+def argument_spec():
+    return dict(
+        name=dict(type='str'),
+        vmid=dict(type='int'),
+        cluster=dict(type='str'),
+        pattern=dict(type='str'),
+        tags=dict(type='list', elements='str'),
+        state=dict(type='str', default='backup', choices=['backup', 'list', 'prune']),
+        storage=dict(type='str'),
+        mode=dict(type='str', default='snapshot', choices=list(MODES)),
+        compress=dict(type='str', default='zstd', choices=list(COMPRESSIONS)),
+        notes=dict(type='str', default=DEFAULT_NOTES),
+        protected=dict(type='bool', default=False),
+        keep=dict(type='dict'),
+        timeout=dict(type='int', default=DEFAULT_TIMEOUT),
+    )
+
+
+def _targets(pmx):
+    """(route, client, guests): the one guest named, or the selection of one cluster."""
+    p = pmx.params
+    registry = pmx.registry
+    if p['pattern'] or p['tags']:
+        if p['name'] or p['vmid'] is not None:
+            raise BackupError('give either name/vmid (one guest) or pattern/tags (a selection), not both')
+        if not p['cluster']:
+            raise BackupError('pattern and tags select guests of one cluster: give cluster too')
+        route = registry.select(cluster=p['cluster'])
+        client = registry.client(route.cluster)
+        return route, client, select_guests(client.get('cluster/resources', type='vm') or [], route.cluster,
+                                            p['pattern'], p['tags'])
+    if not p['name'] and p['vmid'] is None:
+        raise BackupError('give name or vmid of the guest, or cluster with pattern or tags')
+    route, client, guest = registry.find_guest(p['name'], p['vmid'], p['cluster'], strict=True)
+    return route, client, [guest]
+
+
+def _volids(rows):
+    return [r['volid'] for r in rows]
+
+
+def backup_now(pmx):
+    p = pmx.params
+    if not p['storage']:
+        raise BackupError('storage is required: the storage the backup goes to (content backup)')
+    keep = keep_policy(p['keep']) if p['keep'] else None
+    route, client, guests = _targets(pmx)
+    backups = Backups(client, route.cluster, check_mode=pmx.check_mode)
+    before = list_backups(client, route.cluster, p['storage'], guests[0]['vmid'] if len(guests) == 1 else None)
+    archives = [backups.backup(g, p['storage'], p['mode'], p['compress'], p['notes'], p['protected'], keep,
+                               p['timeout']) for g in guests]
+    after = before if pmx.check_mode else list_backups(client, route.cluster, p['storage'],
+                                                        guests[0]['vmid'] if len(guests) == 1 else None)
+    diff_after = _volids(after) + (['(new) %s' % a['name'] for a in archives] if pmx.check_mode else [])
+    return {'changed': True, 'cluster': route.cluster, 'route_reason': route.reason,
+            'archive': archives[0]['volid'] if len(archives) == 1 else None, 'archives': archives,
+            'backups': after, 'diff': {'before': {'backups': _volids(before)}, 'after': {'backups': diff_after}}}
+
+
+def list_or_prune(pmx):
+    p = pmx.params
+    registry = pmx.registry
+    named = p['name'] or p['vmid'] is not None
+    if p['state'] == 'prune':
+        if not p['storage']:
+            raise BackupError('storage is required with state=prune')
+        if not p['keep']:
+            raise BackupError('keep is required with state=prune, for example keep: {last: 3}')
+    if named:
+        route = registry.select(cluster=p['cluster'], name=p['name'], vmid=p['vmid'], lookup=True,
+                                strict=p['state'] == 'prune')
+    else:
+        if not p['cluster']:
+            raise BackupError('give name or vmid of the guest, or cluster to work on every backup of the storage')
+        route = registry.select(cluster=p['cluster'])
+    client = registry.client(route.cluster)
+    storages = [p['storage']] if p['storage'] else [s['storage'] for s in backup_storages(client, route.cluster)]
+    result = {'changed': False, 'cluster': route.cluster, 'route_reason': route.reason}
+    if p['state'] == 'list':
+        rows = []
+        for storage in storages:
+            rows.extend(guest_backups(client, route.cluster, storage, p['name'], p['vmid']) if named
+                        else list_backups(client, route.cluster, storage))
+        rows.sort(key=lambda r: (-r['ctime'], r['volid']))
+        result.update(backups=rows, diff={'before': {'backups': _volids(rows)}, 'after': {'backups': _volids(rows)}})
+        return result
+    storage = storages[0]
+    before = guest_backups(client, route.cluster, storage, p['name'], p['vmid']) if named else \
+        list_backups(client, route.cluster, storage)
+    vmids = sorted(set(r['vmid'] for r in before)) if named else [None]
+    pruner = Backups(client, route.cluster, check_mode=pmx.check_mode)
+    removed = []
+    for vmid in vmids:
+        # A named guest's prune judges only its own backups (refused when its vmid holds other guests' too).
+        removed.extend(pruner.prune(storage, keep_policy(p['keep']), vmid,
+                                    only=_volids(before) if named else None)['removed'])
+    after = [r for r in before if r['volid'] not in removed] if pmx.check_mode else (
+        guest_backups(client, route.cluster, storage, p['name'], p['vmid']) if named
+        else list_backups(client, route.cluster, storage))
+    result.update(changed=bool(removed), removed=sorted(removed), backups=after,
+                  diff={'before': {'backups': _volids(before)}, 'after': {'backups': _volids(after)}})
+    return result
+
+
+def run(pmx):
+    if pmx.params['state'] == 'backup':
+        return backup_now(pmx)
+    return list_or_prune(pmx)
+
+
+def main():
+    pmx = PmxModule(argument_spec=argument_spec(), supports_check_mode=True)
+    pmx.run(run)
+
+
+if __name__ == '__main__':
+    main()
