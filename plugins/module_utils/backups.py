@@ -239,12 +239,12 @@ def select_guests(resources: List[Dict], cluster: str, pattern: Optional[str] = 
     return sorted(out, key=lambda e: int(e['vmid']))
 
 
-def keep_policy(keep: Optional[Dict[str, Any]]) -> str:
-    """``{last: 3, daily: 7}`` as PVE's prune-backups string ``keep-daily=7,keep-last=3``.
+def keep_counts(keep: Optional[Dict[str, Any]]) -> Dict[str, int]:
+    """``{last: 3, daily: 7}`` checked, as ``{'keep-last': 3, 'keep-daily': 7}``.
 
-    :raises BackupError: an unknown key or a count below 1.
+    :raises BackupError: an unknown key, a count below 1, or nothing to keep by.
     """
-    parts = []
+    out = {}
     for key, value in sorted((keep or {}).items()):
         if key not in KEEP_OPTIONS:
             raise BackupError('keep: unknown key %r; the keys are %s' % (key, ', '.join(KEEP_OPTIONS)))
@@ -256,10 +256,66 @@ def keep_policy(keep: Optional[Dict[str, Any]]) -> str:
             raise BackupError('keep.%s must be a number of backups, not %r' % (key, value))
         if count < 1:
             raise BackupError('keep.%s must be at least 1 (leave it out to not keep by %s)' % (key, key))
-        parts.append('keep-%s=%d' % (key, count))
-    if not parts:
+        out['keep-' + key] = count
+    if not out:
         raise BackupError('keep: give at least one of %s, for example keep: {last: 3}' % ', '.join(KEEP_OPTIONS))
-    return ','.join(parts)
+    return out
+
+
+def keep_policy(keep: Optional[Dict[str, Any]]) -> str:
+    """``{last: 3, daily: 7}`` as PVE's prune-backups string ``keep-daily=7,keep-last=3``."""
+    return ','.join('%s=%d' % item for item in sorted(keep_counts(keep).items()))
+
+
+def _period(key: str, ctime: int) -> str:
+    when = time.gmtime(ctime)
+    if key == 'keep-last':
+        return ''
+    if key == 'keep-weekly':
+        return time.strftime('%G-%V', when)
+    return time.strftime({'keep-hourly': '%Y-%m-%d %H', 'keep-daily': '%Y-%m-%d', 'keep-monthly': '%Y-%m',
+                          'keep-yearly': '%Y'}[key], when)
+
+
+def prune_marks(rows: List[Dict], keep: Dict[str, int]) -> Dict[str, str]:
+    """Which of one guest's backups a keep policy keeps: volid -> keep, remove or protected.
+
+    Proxmox VE's rules (pvesm(1) prune-backups, shared with Proxmox Backup Server): newest first, keep-last keeps
+    the newest N; then each of hourly, daily, weekly, monthly, yearly keeps the newest backup of each of its
+    next N periods, periods already covered by a kept backup not counting; protected backups are never removed
+    and count for nothing. Used for one guest's backups on a storage that several clusters share, where PVE's
+    own prune (by vmid) would mix guests of different clusters.
+    """
+    ordered = sorted(rows, key=lambda r: (-r['ctime'], r['volid']))
+    marks: Dict[str, str] = {}
+    for key in ('keep-last', 'keep-hourly', 'keep-daily', 'keep-weekly', 'keep-monthly', 'keep-yearly'):
+        count = keep.get(key, 0)
+        if not count:
+            continue
+
+        def period(row, key=key):
+            return row['volid'] if key == 'keep-last' else _period(key, row['ctime'])
+        covered = set(period(r) for r in ordered if marks.get(r['volid']) == 'keep')
+        chosen = set()
+        for row in ordered:
+            if row['volid'] in marks:
+                continue
+            if row.get('protected'):
+                marks[row['volid']] = 'protected'
+                continue
+            pid = period(row)
+            if pid in covered:
+                continue
+            if pid not in chosen:
+                if len(chosen) >= count:
+                    break
+                chosen.add(pid)
+                marks[row['volid']] = 'keep'
+            else:
+                marks[row['volid']] = 'remove'
+    for row in ordered:
+        marks.setdefault(row['volid'], 'protected' if row.get('protected') else 'remove')
+    return marks
 
 
 # ------------------------------------------------------------------ backup now
@@ -313,8 +369,9 @@ class Backups:
         if keep:
             params['prune-backups'] = keep
 
+        writer.wait_unlocked(guest, timeout)
+
         def probe():
-            writer.wait_unlocked(guest, max(1.0, deadline - self.clock()))
             before = set(r['volid'] for r in list_backups(self.client, self.cluster, storage, guest['vmid'],
                                                           node=None if info['shared'] else guest['node']))
             try:
@@ -341,45 +398,40 @@ class Backups:
                    protected=row['protected'], notes=row['notes'], task=task_record('backup', status))
         return out
 
-    def prune(self, storage: str, keep: str, vmid: Optional[int] = None, guest_type: Optional[str] = None,
-              only: Optional[List[str]] = None) -> Dict:
-        """Remove the backups ``keep`` does not keep (of one vmid, or all on the storage); protected ones stay.
+    def prune(self, storage: str, keep: Dict[str, Any], rows: Optional[List[Dict]] = None) -> Dict:
+        """Remove the backups a keep policy (``{last: 3}``) does not keep; protected ones always stay.
 
-        PVE prunes by vmid. On a storage several clusters share, one vmid may hold backups of different guests
-        (production's and disaster-recovery's vmid 100): with ``only`` (the volume ids of the guest meant), a
-        prune that would judge or remove any other backup is refused. Check mode asks PVE's dry run only.
-        Returns ``{changed, removed, kept, task}``.
-
-        :raises BackupError: the vmid's backups there are not all the guest's (``only``).
+        With ``rows`` (one guest's backups, from ``guest_backups``), only those are judged and removed one by one:
+        on a storage several clusters share, one vmid may hold backups of different guests (production's and
+        disaster-recovery's vmid 100), which PVE's own prune, by vmid, would count together. Without ``rows``,
+        PVE prunes the whole storage (``DELETE prunebackups``, every vmid by itself). Check mode removes nothing.
+        Returns ``{changed, removed, kept, tasks}``.
         """
+        counts = keep_counts(keep)
         info = backup_storages(self.client, self.cluster, storage)[0]
         if not info['nodes']:
             raise BackupError("cluster '%s': storage '%s' is not available on any online node"
                               % (self.cluster, storage), self.cluster)
         node = info['nodes'][0]
-        params: Dict[str, Any] = {'prune-backups': keep}
-        if vmid is not None:
-            params['vmid'] = int(vmid)
-        if guest_type:
-            params['type'] = guest_type
-        path = 'nodes/%s/storage/%s/prunebackups' % (node, storage)
-        marks = self.client.get(path, **params) or []
-        if only is not None:
-            others = sorted(m['volid'] for m in marks if m['volid'] not in set(only))
-            if others:
-                raise BackupError(
-                    "cluster '%s': storage '%s' holds backups of vmid %s of other guests too (%s); Proxmox VE prunes "
-                    "by vmid, so a prune would count and remove theirs. Nothing was changed. Give each cluster its "
-                    "own backup storage (or PBS namespace), or delete backups by volume id."
-                    % (self.cluster, storage, vmid, ', '.join(others[:3]) + (' ...' if len(others) > 3 else '')),
-                    self.cluster)
-        removed = sorted(m['volid'] for m in marks if m.get('mark') == 'remove')
-        kept = sorted(m['volid'] for m in marks if m.get('mark') != 'remove')
-        out = {'changed': bool(removed), 'removed': removed, 'kept': kept, 'task': None}
-        if removed and not self.check_mode:
-            status = self.client.run_task('DELETE', path, params)
-            out['task'] = task_record('prune', status)
-        return out
+        tasks = []
+        if rows is not None:
+            marks = prune_marks(rows, counts)
+            removed = sorted(v for v, m in marks.items() if m == 'remove')
+            if not self.check_mode:
+                where = dict((r['volid'], r.get('node') or node) for r in rows)
+                for volid in removed:
+                    status = self.client.run_task('DELETE', 'nodes/%s/storage/%s/content/%s'
+                                                  % (where[volid], storage, volid))
+                    tasks.append(task_record('delete', status))
+        else:
+            path = 'nodes/%s/storage/%s/prunebackups' % (node, storage)
+            params = {'prune-backups': keep_policy(keep)}
+            marks = dict((m['volid'], m.get('mark')) for m in self.client.get(path, **params) or [])
+            removed = sorted(v for v, m in marks.items() if m == 'remove')
+            if removed and not self.check_mode:
+                tasks.append(task_record('prune', self.client.run_task('DELETE', path, params)))
+        kept = sorted(v for v, m in marks.items() if m != 'remove')
+        return {'changed': bool(removed), 'removed': removed, 'kept': kept, 'tasks': tasks}
 
 
 # ------------------------------------------------------------------ restore

@@ -110,6 +110,9 @@ options:
     default: 300
 notes:
   - Backups run one guest after another, each on the guest's node.
+  - A prune of one guest judges only that guest's backups and removes them one by one (Proxmox VE's own prune
+    counts every backup of a vmid together, and on a storage several clusters share one vmid may be a different
+    guest in each cluster). Without O(name) and O(vmid), Proxmox VE prunes the whole storage, vmid by vmid.
   - "Routing never falls back when it could not look: when the cluster of a guest depends on finding it and a
     cluster cannot be read, the task fails before changing anything, naming that cluster."
 seealso:
@@ -228,6 +231,7 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.backups import (
     Backups,
     backup_storages,
     guest_backups,
+    keep_counts,
     keep_policy,
     list_backups,
     select_guests,
@@ -301,8 +305,7 @@ def list_or_prune(pmx):
     if p['state'] == 'prune':
         if not p['storage']:
             raise BackupError('storage is required with state=prune')
-        if not p['keep']:
-            raise BackupError('keep is required with state=prune, for example keep: {last: 3}')
+        keep_counts(p['keep'])  # checked before anything is read
     if named:
         route = registry.select(cluster=p['cluster'], name=p['name'], vmid=p['vmid'], lookup=True,
                                 strict=p['state'] == 'prune')
@@ -324,13 +327,9 @@ def list_or_prune(pmx):
     storage = storages[0]
     before = guest_backups(client, route.cluster, storage, p['name'], p['vmid']) if named else \
         list_backups(client, route.cluster, storage)
-    vmids = sorted(set(r['vmid'] for r in before)) if named else [None]
-    pruner = Backups(client, route.cluster, check_mode=pmx.check_mode)
-    removed = []
-    for vmid in vmids:
-        # A named guest's prune judges only its own backups (refused when its vmid holds other guests' too).
-        removed.extend(pruner.prune(storage, keep_policy(p['keep']), vmid,
-                                    only=_volids(before) if named else None)['removed'])
+    pruned = Backups(client, route.cluster, check_mode=pmx.check_mode).prune(
+        storage, p['keep'], before if named else None)
+    removed = pruned['removed']
     after = [r for r in before if r['volid'] not in removed] if pmx.check_mode else (
         guest_backups(client, route.cluster, storage, p['name'], p['vmid']) if named
         else list_backups(client, route.cluster, storage))

@@ -2,15 +2,15 @@
 against one lab for the whole module: every cluster shares the NFS backup storage backup-nfs (lab/pvebackup.py).
 
 Steps that change something are tried four times where that applies (check, apply, check, apply); a backup
-is an action and always reports a change, so its check run is shown to write nothing instead.
+is an action and always reports a change, so its check run is shown to write nothing instead. Each test is one
+ansible-playbook run (the steps in order, each registered), so that the module adds little time to the suite;
+the tests build on each other's backups, in file order.
 """
-
-import copy
 
 import pytest
 
 import pmxlab
-from conftest import _NET, capture, failed_message, lab_secrets, play
+from conftest import _NET, failed_message, lab_secrets, play
 
 BACKUP = 'pmx.multicluster.pmx_backup'
 RESTORE = 'pmx.multicluster.pmx_restore'
@@ -26,46 +26,40 @@ def blab(tmp_path_factory):
         yield lab
 
 
-def state(lab):
-    """Everything a check run must leave alone: guests (config, status) and the backup storage."""
-    out = {}
-    for name, c in lab.clusters.items():
-        out[name] = sorted((g.vmid, g.name, g.status, copy.deepcopy(g.config)) for g in c.guests())
-    out['backups'] = lab.backups('production')
-    return out
-
-
-def writes(lab, cluster, since):
-    return [(m, p) for m, p, _b in lab.clusters[cluster].pve.requests[since:] if m in ('POST', 'PUT', 'DELETE')]
+def vzdumps(lab, cluster):
+    """The vzdump requests a cluster received."""
+    return [p for m, p, _b in lab.clusters[cluster].pve.requests if m == 'POST' and p.endswith('/vzdump')]
 
 
 def test_backup_now_list_and_dr_restore(blab, tmp_path):
-    """prod-web01 backed up on production (check run writes nothing); the archive is listed on production and on
-    disaster-recovery, newest first; one task naming only prod-web01 and cluster disaster-recovery restores it
-    there with a new vmid and the DR bridge (check, apply, check, apply)."""
-    before = state(blab)
+    """prod-web01 backed up on production (the check run sends no vzdump); the archives are listed on production
+    and on disaster-recovery, newest first; one task naming only prod-web01 and cluster disaster-recovery
+    restores the newest there, with a free vmid and the DR bridge, started (check, apply, check, apply)."""
     dr = blab.clusters['disaster-recovery']
+    restore = {'name': 'prod-web01', 'cluster': 'disaster-recovery', 'bridge': 'vmbr1', 'start': True}
     result = play(blab, tmp_path, BACKUP, [
         ('check', {'name': 'prod-web01', 'storage': STORE}, dict(CHECK, **DIFF)),
-    ])
-    assert result.rc == 0, result.output
-    assert result['check']['changed'] and result['check']['archive'] is None
-    assert result['check']['cluster'] == 'production' and result['check']['route_reason'] == "pattern 'prod-*'"
-    assert state(blab) == before, 'check mode changed something'
-
-    result = play(blab, tmp_path, BACKUP, [
         ('first', {'name': 'prod-web01', 'storage': STORE, 'compress': 'zstd', 'protected': True}),
-        ('second', {'name': 'prod-web01', 'storage': STORE, 'mode': 'stop', 'notes': '{% raw %}{{guestname}}{% endraw %}'}),
+        ('second', {'name': 'prod-web01', 'storage': STORE, 'mode': 'stop',
+                    'notes': '{% raw %}{{guestname}}{% endraw %}'}),
         ('listed_prod', {'name': 'prod-web01', 'storage': STORE, 'state': 'list'}),
         ('listed_dr', {'name': 'prod-web01', 'cluster': 'disaster-recovery', 'state': 'list'}),
+        ('check1', restore, dict(CHECK, **DIFF), RESTORE),
+        ('apply1', restore, {}, RESTORE),
+        ('check2', restore, CHECK, RESTORE),
+        ('apply2', restore, {}, RESTORE),
     ])
     assert result.rc == 0, result.output
-    first, second = result['first'], result['second']
+    check, first, second = result['check'], result['first'], result['second']
+    assert check['changed'] and check['archive'] is None and check['archives'][0]['node'] == 'prod-pve1'
+    assert check['cluster'] == 'production' and check['route_reason'] == "pattern 'prod-*'"
+    assert len(vzdumps(blab, 'production')) == 2  # first and second; none from the check run
     assert first['changed'] and first['archive'].startswith(STORE + ':backup/vzdump-qemu-100-')
-    assert first['archive'].endswith('.vma.zst') and first['archives'][0]['node'] == 'prod-pve1'
-    assert first['archives'][0]['task']['exitstatus'] == 'OK'
+    assert first['archive'].endswith('.vma.zst') and first['archives'][0]['task']['exitstatus'] == 'OK'
     assert second['archive'] != first['archive']
+    # Listed newest first, the same from production and from disaster-recovery (exactly the two: check made none).
     assert [b['volid'] for b in result['listed_prod']['backups']] == [second['archive'], first['archive']]
+
     def seen(rows):  # the same backups, read through another cluster's node
         return [dict((k, v) for k, v in r.items() if k != 'node') for r in rows]
     assert seen(result['listed_dr']['backups']) == seen(result['listed_prod']['backups'])
@@ -74,24 +68,11 @@ def test_backup_now_list_and_dr_restore(blab, tmp_path):
     assert result['listed_dr']['backups'][1]['protected'] is True
     assert blab.clusters['production'].pve.vm(100).status == 'running'  # mode stop started it again
 
-    dr_state = state(blab)
-    since = len(dr.pve.requests)
-    task = {'name': 'prod-web01', 'cluster': 'disaster-recovery', 'bridge': 'vmbr1', 'start': True}
-    result = play(blab, tmp_path, RESTORE, [
-        ('check1', task, dict(CHECK, **DIFF)),
-    ])
-    assert result.rc == 0, result.output
-    check1 = result['check1']
+    check1, apply1 = result['check1'], result['apply1']
     assert check1['changed'] and check1['archive'] == second['archive'] and not check1['exists']
     assert check1['vmid'] == 106 and check1['node_reason'] == 'most free memory' and check1['type'] == 'qemu'
     assert check1['diff']['after']['name'] == 'prod-web01' and 'bridge=vmbr1' in check1['diff']['after']['net0']
-    assert state(blab) == dr_state and writes(blab, 'disaster-recovery', since) == []
-
-    result = play(blab, tmp_path, RESTORE, [
-        ('apply1', task), ('check2', task, CHECK), ('apply2', task),
-    ])
-    assert result.rc == 0, result.output
-    apply1 = result['apply1']
+    # apply1 made it (so check1 did not), with the vmid check1 predicted.
     assert apply1['changed'] and apply1['vmid'] == 106 and apply1['tasks'][0]['exitstatus'] == 'OK'
     vm = dr.pve.vm(106)
     assert vm.name == 'prod-web01' and vm.status == 'running' and 'bridge=vmbr1' in vm.config['net0']
@@ -100,5 +81,94 @@ def test_backup_now_list_and_dr_restore(blab, tmp_path):
         assert not result[name]['changed'] and result[name]['exists'], result[name]
         assert result[name]['replaced']['vmid'] == 106
     assert 'force: true to replace it' in result.output
-    capture(blab, 'play', result.output)
+    assert [v.vmid for v in dr.pve.vms if v.name == 'prod-web01'] == [106]
     result.assert_no_secret(lab_secrets(blab))
+
+
+def test_selection_prune_and_force(blab, tmp_path):
+    """Backups of a selection (pattern and tag) of staging; a prune by keep policy of prod-web01 four ways
+    (the protected one kept); a container restored into disaster-recovery; a restore over an existing guest
+    refuses a running one, and with force replaces a stopped one and says what it replaced. stg-web01 is vmid
+    100 too: its backup on the shared storage survives prod-web01's prune (PVE's own prune, by vmid, would count
+    it as one of prod-web01's)."""
+    dr = blab.clusters['disaster-recovery']
+    earlier = blab.backups('production', vmid=100)  # the first test's two, oldest (protected) first
+    keep = {'name': 'prod-web01', 'storage': STORE, 'state': 'prune', 'keep': {'last': 1}}
+    over = {'name': 'prod-web01', 'cluster': 'disaster-recovery', 'force': True}
+    result = play(blab, tmp_path, BACKUP, [
+        ('selection', {'cluster': 'staging', 'pattern': 'stg-web*', 'tags': ['web'], 'storage': STORE,
+                       'compress': 'gzip'}),
+        ('more', {'name': 'prod-web01', 'storage': STORE}),
+        ('ct', {'name': 'prod-cache01', 'storage': STORE}),
+        ('no_cluster', {'pattern': 'stg-*', 'storage': STORE}, MAY_FAIL),
+        ('check1', keep, dict(CHECK, **DIFF)), ('apply1', keep), ('check2', keep, CHECK), ('apply2', keep),
+        ('ct_restore', {'name': 'prod-cache01', 'cluster': 'disaster-recovery', 'target_storage': 'local-lvm'}, {},
+         RESTORE),
+        ('running', over, MAY_FAIL, RESTORE),
+        ('stop', {'name': 'prod-web01', 'cluster': 'disaster-recovery', 'state': 'stopped', 'force': True}, {},
+         'pmx.multicluster.pmx_vm'),
+        ('force_check', over, dict(CHECK, **DIFF), RESTORE),
+        ('force', dict(over, archive=earlier[0]), {}, RESTORE),
+    ])
+    assert [(a['name'], a['vmid']) for a in result['selection']['archives']] == [('stg-web01', 100), ('stg-web02', 101)]
+    assert all(a['volid'].endswith('.vma.gz') for a in result['selection']['archives'])
+    assert 'give cluster too' in failed_message(result, 'no_cluster')
+
+    oldest, middle, newest = earlier[0], earlier[1], result['more']['archive']
+    assert result['check1']['changed'] and result['check1']['removed'] == [middle]
+    assert result['check1']['diff']['after']['backups'] == [newest, oldest]
+    assert result['apply1']['changed'] and result['apply1']['removed'] == [middle]
+    assert not result['check2']['changed'] and not result['apply2']['changed']
+    assert [b['volid'] for b in result['apply2']['backups']] == [newest, oldest]
+    stg = result['selection']['archives'][0]['volid']
+    assert sorted(blab.backups('production', vmid=100)) == sorted([oldest, newest, stg])
+
+    ct = next(c for c in dr.pve.cts if c.name == 'prod-cache01')
+    res = result['ct_restore']
+    assert res['changed'] and res['type'] == 'lxc' and res['vmid'] == ct.vmid == 107
+    assert res['archive'] == result['ct']['archive'] and res['archive'].startswith(STORE + ':backup/vzdump-lxc-104-')
+    assert ct.config['rootfs'].startswith('local-lvm:') and 'size=8G' in ct.config['rootfs']
+    assert "VM 'prod-web01' (vmid 106) is running; a restore replaces only a stopped guest" \
+        in failed_message(result, 'running')
+    replaced = {'vmid': 106, 'name': 'prod-web01', 'node': 'dr-pve1', 'status': 'stopped', 'type': 'qemu'}
+    for name in ('force_check', 'force'):
+        assert result[name]['changed'] and result[name]['replaced'] == replaced, result[name]
+    assert result['force_check']['archive'] == newest and result['force']['archive'] == oldest
+    assert result['force']['diff']['before']['vmid'] == 106
+    assert [vm.vmid for vm in dr.pve.vms if vm.name == 'prod-web01'] == [106]
+    assert 'bridge=vmbr0' in dr.pve.vm(106).config['net0']  # the archive's own bridge: no override this time
+
+
+def test_fault_hooks(blab, tmp_path):
+    """Storage full, another vzdump holding the guest's lock and its node's lock, an archive gone: each fails
+    with a message that says what happened, and nothing is left half done."""
+    prod = blab.clusters['production']
+    lost = blab.backups('production', vmid=104)[-1]  # prod-cache01's, from the test before
+    record = blab.lose_archive('production', lost)
+    avail = blab.fill_storage('production', STORE, avail=1024)
+    hold = blab.hold_backup_lock('production', 102)
+    try:
+        result = play(blab, tmp_path, BACKUP, [
+            ('full', {'name': 'prod-web02', 'storage': STORE}, MAY_FAIL),
+            ('locked', {'name': 'prod-db01', 'storage': STORE, 'timeout': 2}, MAY_FAIL),
+            ('node_lock', {'name': 'prod-cache01', 'storage': STORE, 'timeout': 60}, MAY_FAIL),
+            ('missing', {'archive': lost, 'cluster': 'staging'}, MAY_FAIL, RESTORE),
+        ])
+    finally:
+        hold.release()
+        blab.free_storage('production', STORE, avail)
+        blab.restore_archive('production', lost, record)
+    msg = failed_message(result, 'full')
+    assert "task vzdump on node prod-pve2 failed: job errors" in msg and 'No space left on device' in msg, msg
+    assert result['full']['error']['type'] == 'TaskError'
+    msg = failed_message(result, 'locked')
+    assert "VM 'prod-db01' (vmid 102) is locked (backup) and stayed locked for 2s; nothing was changed" in msg, msg
+    assert result['locked']['error']['type'] == 'GuestLockedError'
+    msg = failed_message(result, 'node_lock')
+    assert "can't acquire lock '/var/run/vzdump.lock' - got timeout" in msg, msg
+    msg = failed_message(result, 'missing')
+    assert "archive '%s' not found on storage 'backup-nfs' (deleted, or pruned?)" % lost in msg, msg
+    assert result['missing']['error']['type'] == 'BackupNotFoundError'
+    assert not [c for c in blab.clusters['staging'].pve.cts if c.name == 'prod-cache01']
+    assert prod.pve.vm(102).config.get('lock') is None
+    assert not [v for v in blab.backups('production', vmid=101) if 'vzdump-qemu-101' in v and 'gz' not in v]
