@@ -160,16 +160,11 @@ def archive_name(client: Any, row: Dict) -> Optional[str]:
 
 def guest_backups(client: Any, cluster: str, storage: str, name: Optional[str] = None,
                   vmid: Optional[int] = None) -> List[Dict]:
-    """The backups of one guest on a storage, newest first: by ``vmid`` and, with ``name``, holding that name.
+    """The backups of one guest on a storage, newest first: those holding the guest ``name`` (and of ``vmid``).
 
-    Without ``vmid``, the guest's vmid in this cluster narrows the search when it exists here; on a cluster
-    that does not have it (disaster recovery), every backup on the storage is looked at for the name.
+    By name, not by the guest's vmid here: on a storage several clusters share, the backups of prod-web01 have
+    production's vmid, and the prod-web01 restored into disaster-recovery has another one there.
     """
-    if vmid is None and name:
-        here = [g for g in client.get('cluster/resources', type='vm') or []
-                if g.get('type') in KINDS and same_name(g.get('name'), name)]
-        if len(here) == 1:
-            vmid = int(here[0]['vmid'])
     rows = list_backups(client, cluster, storage, vmid)
     if name:
         rows = [r for r in rows if same_name(archive_name(client, r), name)]

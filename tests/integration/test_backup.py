@@ -10,7 +10,7 @@ the tests build on each other's backups, in file order.
 import pytest
 
 import pmxlab
-from conftest import _NET, failed_message, lab_secrets, play
+from conftest import _NET, ansible_env, capture, failed_message, lab_secrets, play, run_mcp
 
 BACKUP = 'pmx.multicluster.pmx_backup'
 RESTORE = 'pmx.multicluster.pmx_restore'
@@ -172,3 +172,50 @@ def test_fault_hooks(blab, tmp_path):
     assert not [c for c in blab.clusters['staging'].pve.cts if c.name == 'prod-cache01']
     assert prod.pve.vm(102).config.get('lock') is None
     assert not [v for v in blab.backups('production', vmid=101) if 'vzdump-qemu-101' in v and 'gz' not in v]
+
+
+def test_mcp_tools(blab):
+    """The MCP server's backup tools through the official client: list (from disaster-recovery, by name),
+    guest_details with the guest's backups, backup now, and the destructive prune and restore: a preview that
+    changes nothing, then the act with confirm=true."""
+    dr = blab.clusters['disaster-recovery']
+
+    async def body(client):
+        out = {'web': await client.call('backup_now', name='prod-web01', storage=STORE),
+               'listed': await client.call('list_backups', name='prod-web01', cluster='disaster-recovery'),
+               'details': await client.call('guest_details', name='prod-web01'),
+               'now': await client.call('backup_now', name='prod-db01', storage=STORE, notes='db {{vmid}}')}
+        out['prune_preview'] = await client.call('prune_backups', name='prod-web01', storage=STORE, keep_last=1)
+        out['prune_before'] = list(blab.backups('production', vmid=100))
+        out['prune'] = await client.call('prune_backups', name='prod-web01', storage=STORE, keep_last=1,
+                                         confirm=True)
+        task = {'name': 'prod-db01', 'cluster': 'disaster-recovery', 'new_name': 'prod-db01-dr'}
+        out['preview'] = await client.call('restore_backup', **task)
+        out['preview_vms'] = [vm.vmid for vm in dr.pve.vms]
+        out['restore'] = await client.call('restore_backup', confirm=True, **task)
+        return out
+
+    env = ansible_env(env_file=blab.env_file, extra={'PMX_MCP_ALLOW_WRITE': '1'})
+    out, texts, stderr = run_mcp(env, body)
+    capture(blab, 'mcp', *texts)
+    for key in ('web', 'listed', 'details', 'now', 'prune_preview', 'prune', 'preview', 'restore'):
+        assert out[key][0] is False, (key, out[key])
+    listed = out['listed'][1]['backups']
+    assert len(listed) == 3 and all(b['notes'] == 'prod-web01' for b in listed)
+    assert listed[0]['volid'] == out['web'][1]['archive']['volid'] and listed[2]['protected']
+    assert [b['volid'] for b in out['details'][1]['backups']['backups']] == [b['volid'] for b in listed]
+    now = out['now'][1]['archive']
+    assert now['volid'].startswith(STORE + ':backup/vzdump-qemu-102-') and now['notes'] == 'db 102'
+    preview = out['prune_preview'][1]
+    assert preview['preview'] and not preview['changed'] and preview['removed'] == [listed[1]['volid']]
+    assert listed[1]['volid'] in out['prune_before']  # the preview deleted nothing
+    assert out['prune'][1]['changed'] and listed[1]['volid'] not in blab.backups('production', vmid=100)
+    preview = out['preview'][1]
+    assert preview['preview'] and preview['archive'] == now['volid'] and preview['name'] == 'prod-db01-dr'
+    restored = out['restore'][1]
+    assert restored['changed'] and restored['tasks'][0]['exitstatus'] == 'OK'
+    vm = dr.pve.vm(restored['vmid'])
+    assert vm.name == 'prod-db01-dr' and restored['vmid'] not in out['preview_vms']
+    everything = '\n'.join(texts) + stderr
+    assert 'Traceback' not in everything
+    assert not any(secret in everything for secret in lab_secrets(blab))
