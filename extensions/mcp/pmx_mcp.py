@@ -644,12 +644,7 @@ def _backup_tools(pmx: Pmx, tool) -> None:
         if not name and vmid is None:
             raise ClusterError('give name or vmid')
         route = pmx.reg().select(cluster=cluster, name=name, vmid=vmid, lookup=True, strict=False)
-        client = pmx.reg().client(route.cluster)
-        names = [storage] if storage else [s['storage'] for s in backups.backup_storages(client, route.cluster)]
-        rows = []
-        for one in names:
-            rows.extend(backups.guest_backups(client, route.cluster, one, name, vmid))
-        rows.sort(key=lambda r: (-r['ctime'], r['volid']))
+        rows = backups.backups_of(pmx.reg().client(route.cluster), route.cluster, name, vmid, storage)
         return {'cluster': route.cluster, 'route_reason': route.reason, 'backups': rows,
                 'unreadable': pmx.unread(route)}
 

@@ -171,6 +171,17 @@ def guest_backups(client: Any, cluster: str, storage: str, name: Optional[str] =
     return rows
 
 
+def backups_of(client: Any, cluster: str, name: Optional[str] = None, vmid: Optional[int] = None,
+               storage: Optional[str] = None) -> List[Dict]:
+    """The backups of a guest (or, with neither name nor vmid, every backup) on ``storage`` or on every backup
+    storage of the cluster, newest first."""
+    names = [storage] if storage else [s['storage'] for s in backup_storages(client, cluster) if s['nodes']]
+    rows: List[Dict] = []
+    for one in names:
+        rows.extend(guest_backups(client, cluster, one, name, vmid))
+    return sorted(rows, key=lambda r: (-r['ctime'], r['volid']))
+
+
 def find_archive(client: Any, cluster: str, volid: str) -> Dict:
     """The backup row of an archive volume id, read where it is stored.
 
@@ -205,10 +216,11 @@ def newest_backup_of(client: Any, cluster: str, name: str, storage: Optional[str
             continue
         if same_name(archive_name(client, row), name):
             return row
+    where = ', '.join(searched) or '(none with content backup)'
     raise BackupNotFoundError(
         "cluster '%s': no backup of '%s'%s on storage(s) %s. Nothing was changed. Give archive: explicitly, or "
-        "storage: where its backups are." % (cluster, name, (' (vmid %s)' % vmid) if vmid is not None else '',
-                                            ', '.join(searched) or '(none with content backup)'), cluster, 404)
+        "storage: where its backups are." % (cluster, name, (' (vmid %s)' % vmid) if vmid is not None else '', where),
+        cluster, 404)
 
 
 # ------------------------------------------------------------------ choosing guests

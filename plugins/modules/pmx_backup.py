@@ -9,15 +9,14 @@ __metaclass__ = type
 
 DOCUMENTATION = r'''
 module: pmx_backup
-short_description: Back up guests now, list their backups and prune them, on several Proxmox VE clusters
+short_description: Back up guests now and prune their backups, on several Proxmox VE clusters
 version_added: 0.2.0
 description:
   - With O(state=backup) (the default), runs a backup (vzdump) now of one guest, found by O(name) or O(vmid)
     and routed as M(pmx.multicluster.pmx_vm) routes, or of every guest of one O(cluster) whose name matches
     O(pattern) and that carries all O(tags). It waits for each backup and returns the archive volume ids.
-    A backup is an action: it always reports a change.
-  - With O(state=list), returns the backups of the guest on O(storage) (or on every backup storage of the
-    cluster), newest first, with their time and size. Changes nothing.
+    A backup is an action, so it always reports a change.
+  - M(pmx.multicluster.pmx_backup_info) lists backups.
   - With O(state=prune), removes the backups of the guest (or, without O(name) and O(vmid), of every guest on
     O(storage)) that the O(keep) policy does not keep; protected backups are never removed. A second run
     removes nothing.
@@ -41,8 +40,6 @@ options:
   name:
     description:
       - Name of the guest (VM or container). Routed like M(pmx.multicluster.pmx_vm) routes it.
-      - With O(state=list) on a cluster where the guest no longer exists (a disaster-recovery cluster reading a
-        shared backup storage), its backups are found by the guest name they hold.
     type: str
   vmid:
     description: ID of the guest; with O(name), both must agree.
@@ -62,15 +59,13 @@ options:
     elements: str
   state:
     description:
-      - V(backup) runs a backup now, V(list) lists backups, V(prune) removes what O(keep) does not keep.
+      - V(backup) runs a backup now, V(prune) removes what O(keep) does not keep.
     type: str
-    choices: [backup, list, prune]
+    choices: [backup, prune]
     default: backup
   storage:
     description:
       - The storage the backups go to or are on; it must have content C(backup).
-      - Required with O(state=backup) and O(state=prune). With O(state=list), every backup storage of the
-        cluster when not given.
     type: str
   mode:
     description:
@@ -88,8 +83,10 @@ options:
     description:
       - Notes of the backup, a template that may use C({{guestname}}), C({{vmid}}), C({{node}}) and
         C({{cluster}}) (Proxmox VE replaces them).
-      - The default, C({{guestname}}), is what lets O(state=list) and M(pmx.multicluster.pmx_restore) find a
-        guest's backups by name quickly; with other notes the name is read from the archive.
+      - The default, C({{guestname}}), is what lets M(pmx.multicluster.pmx_backup_info) and
+        M(pmx.multicluster.pmx_restore) find a guest's backups by name quickly; with other notes the name is read
+        from the archive.
+      - In a task, write it so that Ansible does not template it, for example C("{{ '{{guestname}}' }} v2").
     type: str
     default: '{{guestname}}'
   protected:
@@ -116,6 +113,7 @@ notes:
   - "Routing never falls back when it could not look: when the cluster of a guest depends on finding it and a
     cluster cannot be read, the task fails before changing anything, naming that cluster."
 seealso:
+  - module: pmx.multicluster.pmx_backup_info
   - module: pmx.multicluster.pmx_restore
   - module: pmx.multicluster.pmx_vm
 '''
@@ -139,14 +137,6 @@ EXAMPLES = r'''
     storage: backup-nfs
     keep:
       last: 3
-
-- name: The backups of prod-web01 as disaster-recovery sees them, newest first
-  pmx.multicluster.pmx_backup:
-    cluster: disaster-recovery
-    name: prod-web01
-    storage: backup-nfs
-    state: list
-  register: listed
 
 - name: Keep the last 2 and one per day for a week
   pmx.multicluster.pmx_backup:
@@ -206,8 +196,8 @@ archives:
 backups:
   description:
     - The guest's backups on the storage (every backup there for a prune of the whole storage), newest first,
-      after the task. Each has C(volid), C(storage), C(vmid), C(type), C(ctime) (epoch), C(time) (UTC),
-      C(size) (bytes), C(format), C(notes) and C(protected).
+      after the task, as M(pmx.multicluster.pmx_backup_info) returns them. Each has C(volid), C(storage),
+      C(vmid), C(type), C(ctime) (epoch), C(time) (UTC), C(size) (bytes), C(format), C(notes) and C(protected).
   returned: always
   type: list
   elements: dict
@@ -229,7 +219,6 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.backups import (
     MODES,
     BackupError,
     Backups,
-    backup_storages,
     guest_backups,
     keep_counts,
     keep_policy,
@@ -246,7 +235,7 @@ def argument_spec():
         cluster=dict(type='str'),
         pattern=dict(type='str'),
         tags=dict(type='list', elements='str'),
-        state=dict(type='str', default='backup', choices=['backup', 'list', 'prune']),
+        state=dict(type='str', default='backup', choices=['backup', 'prune']),
         storage=dict(type='str'),
         mode=dict(type='str', default='snapshot', choices=list(MODES)),
         compress=dict(type='str', default='zstd', choices=list(COMPRESSIONS)),
@@ -290,58 +279,46 @@ def backup_now(pmx):
     before = list_backups(client, route.cluster, p['storage'], guests[0]['vmid'] if len(guests) == 1 else None)
     archives = [backups.backup(g, p['storage'], p['mode'], p['compress'], p['notes'], p['protected'], keep,
                                p['timeout']) for g in guests]
-    after = before if pmx.check_mode else list_backups(client, route.cluster, p['storage'],
-                                                        guests[0]['vmid'] if len(guests) == 1 else None)
+    vmid = guests[0]['vmid'] if len(guests) == 1 else None
+    after = before if pmx.check_mode else list_backups(client, route.cluster, p['storage'], vmid)
     diff_after = _volids(after) + (['(new) %s' % a['name'] for a in archives] if pmx.check_mode else [])
     return {'changed': True, 'cluster': route.cluster, 'route_reason': route.reason,
             'archive': archives[0]['volid'] if len(archives) == 1 else None, 'archives': archives,
             'backups': after, 'diff': {'before': {'backups': _volids(before)}, 'after': {'backups': diff_after}}}
 
 
-def list_or_prune(pmx):
+def prune(pmx):
     p = pmx.params
     registry = pmx.registry
     named = p['name'] or p['vmid'] is not None
-    if p['state'] == 'prune':
-        if not p['storage']:
-            raise BackupError('storage is required with state=prune')
-        keep_counts(p['keep'])  # checked before anything is read
+    if not p['storage']:
+        raise BackupError('storage is required with state=prune')
+    keep_counts(p['keep'])  # checked before anything is read
     if named:
-        route = registry.select(cluster=p['cluster'], name=p['name'], vmid=p['vmid'], lookup=True,
-                                strict=p['state'] == 'prune')
-    else:
-        if not p['cluster']:
-            raise BackupError('give name or vmid of the guest, or cluster to work on every backup of the storage')
+        route = registry.select(cluster=p['cluster'], name=p['name'], vmid=p['vmid'], lookup=True)
+    elif p['cluster']:
         route = registry.select(cluster=p['cluster'])
+    else:
+        raise BackupError('give name or vmid of the guest, or cluster to prune every backup of the storage')
     client = registry.client(route.cluster)
-    storages = [p['storage']] if p['storage'] else [s['storage'] for s in backup_storages(client, route.cluster)]
-    result = {'changed': False, 'cluster': route.cluster, 'route_reason': route.reason}
-    if p['state'] == 'list':
-        rows = []
-        for storage in storages:
-            rows.extend(guest_backups(client, route.cluster, storage, p['name'], p['vmid']) if named
-                        else list_backups(client, route.cluster, storage))
-        rows.sort(key=lambda r: (-r['ctime'], r['volid']))
-        result.update(backups=rows, diff={'before': {'backups': _volids(rows)}, 'after': {'backups': _volids(rows)}})
-        return result
-    storage = storages[0]
-    before = guest_backups(client, route.cluster, storage, p['name'], p['vmid']) if named else \
-        list_backups(client, route.cluster, storage)
-    pruned = Backups(client, route.cluster, check_mode=pmx.check_mode).prune(
-        storage, p['keep'], before if named else None)
+    storage = p['storage']
+
+    def current():
+        return guest_backups(client, route.cluster, storage, p['name'], p['vmid']) if named else \
+            list_backups(client, route.cluster, storage)
+    before = current()
+    pruner = Backups(client, route.cluster, check_mode=pmx.check_mode)
+    pruned = pruner.prune(storage, p['keep'], before if named else None)
     removed = pruned['removed']
-    after = [r for r in before if r['volid'] not in removed] if pmx.check_mode else (
-        guest_backups(client, route.cluster, storage, p['name'], p['vmid']) if named
-        else list_backups(client, route.cluster, storage))
-    result.update(changed=bool(removed), removed=sorted(removed), backups=after,
-                  diff={'before': {'backups': _volids(before)}, 'after': {'backups': _volids(after)}})
-    return result
+    after = [r for r in before if r['volid'] not in removed] if pmx.check_mode else current()
+    return {'changed': bool(removed), 'cluster': route.cluster, 'route_reason': route.reason, 'removed': removed,
+            'backups': after, 'diff': {'before': {'backups': _volids(before)}, 'after': {'backups': _volids(after)}}}
 
 
 def run(pmx):
     if pmx.params['state'] == 'backup':
         return backup_now(pmx)
-    return list_or_prune(pmx)
+    return prune(pmx)
 
 
 def main():

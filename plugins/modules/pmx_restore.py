@@ -22,7 +22,7 @@ description:
     M(pmx.multicluster.pmx_vm) routes. Its vmid is O(vmid), else the archive's vmid when it is free on that
     cluster, else the cluster's next free one; its node is O(node), else the cluster's default node, else the
     online node with the most free memory.
-  - Idempotent: when a guest of that name already exists on the target cluster, nothing is done (RV(exists));
+  - Idempotent. When a guest of that name already exists on the target cluster, nothing is done (RV(exists)), and
     O(force=true) restores over it (it must be stopped) and RV(replaced) says what was replaced. A vmid taken
     by another guest is an error unless O(force=true).
 author:

@@ -13,6 +13,7 @@ import pmxlab
 from conftest import _NET, ansible_env, capture, failed_message, lab_secrets, play, run_mcp
 
 BACKUP = 'pmx.multicluster.pmx_backup'
+INFO = 'pmx.multicluster.pmx_backup_info'
 RESTORE = 'pmx.multicluster.pmx_restore'
 STORE = 'backup-nfs'
 CHECK = {'check_mode': True}
@@ -42,8 +43,8 @@ def test_backup_now_list_and_dr_restore(blab, tmp_path):
         ('first', {'name': 'prod-web01', 'storage': STORE, 'compress': 'zstd', 'protected': True}),
         ('second', {'name': 'prod-web01', 'storage': STORE, 'mode': 'stop',
                     'notes': '{% raw %}{{guestname}}{% endraw %}'}),
-        ('listed_prod', {'name': 'prod-web01', 'storage': STORE, 'state': 'list'}),
-        ('listed_dr', {'name': 'prod-web01', 'cluster': 'disaster-recovery', 'state': 'list'}),
+        ('listed_prod', {'name': 'prod-web01', 'storage': STORE}, {}, INFO),
+        ('listed_dr', {'name': 'prod-web01', 'cluster': 'disaster-recovery'}, {}, INFO),
         ('check1', restore, dict(CHECK, **DIFF), RESTORE),
         ('apply1', restore, {}, RESTORE),
         ('check2', restore, CHECK, RESTORE),
