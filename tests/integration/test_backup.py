@@ -7,10 +7,12 @@ ansible-playbook run (the steps in order, each registered), so that the module a
 the tests build on each other's backups, in file order.
 """
 
+import subprocess
+
 import pytest
 
 import pmxlab
-from conftest import _NET, ansible_env, capture, failed_message, lab_secrets, play, run_mcp
+from conftest import _NET, BIN, ansible_env, capture, failed_message, lab_secrets, play, run_mcp
 
 BACKUP = 'pmx.multicluster.pmx_backup'
 INFO = 'pmx.multicluster.pmx_backup_info'
@@ -220,3 +222,16 @@ def test_mcp_tools(blab):
     everything = '\n'.join(texts) + stderr
     assert 'Traceback' not in everything
     assert not any(secret in everything for secret in lab_secrets(blab))
+
+
+def test_ansible_doc():
+    """ansible-doc renders the three modules with their examples and return values."""
+    mods = ['pmx.multicluster.' + m for m in ('pmx_backup', 'pmx_backup_info', 'pmx_restore')]
+    doc = subprocess.run([str(BIN / 'ansible-doc')] + mods, env=ansible_env(), capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert doc.returncode == 0, doc.stderr
+    for mod in mods:
+        assert 'MODULE %s' % mod in doc.stdout, mod
+    for expected in ('keep', 'notes', 'protected', 'archive', 'new_name', 'bridge', 'force', 'EXAMPLES',
+                     'RETURN VALUES', 'cluster: disaster-recovery', 'replaced'):
+        assert expected in doc.stdout, expected
