@@ -187,7 +187,10 @@ def find_archive(client: Any, cluster: str, volid: str) -> Dict:
 
     :raises BackupNotFoundError: it is not there (the newest backups of that storage named).
     """
-    storage = str(volid).split(':', 1)[0]
+    storage, colon, volname = str(volid).partition(':')
+    if not (colon and storage and volname.startswith('backup/')):
+        raise BackupError("archive '%s' is not a backup volume id; it looks like STORAGE:backup/vzdump-qemu-100-"
+                          "2026_12_02-03_00_00.vma.zst (pmx_backup_info lists them)" % volid, cluster)
     rows = list_backups(client, cluster, storage)
     for row in rows:
         if row['volid'] == volid:

@@ -144,6 +144,10 @@ archive_vmid:
   description: The vmid the backed-up guest had.
   returned: always
   type: int
+archive_name:
+  description: The name of the guest the archive holds.
+  returned: always
+  type: str
 type:
   description: V(qemu) or V(lxc).
   returned: always
@@ -230,8 +234,9 @@ def restore(pmx):
                          new_name=p['new_name'], vmid=p['vmid'], node=p['node'], target_storage=p['target_storage'],
                          bridge=p['bridge'], force=p['force'])
     result = public_plan(plan)
-    config = result.pop('config')
     after = result.pop('after')
+    for key in ('config', 'force', 'target_storage', 'bridge'):
+        result.pop(key)
     replaced = plan['replaced']
     before = {}
     if replaced is not None:
@@ -240,7 +245,6 @@ def restore(pmx):
     result.update(changed=False, tasks=[], status=replaced['status'] if replaced else None,
                   diff={'before': before, 'after': dict(after, vmid=plan['vmid'], node=plan['node'],
                                                         archive=plan['archive'])})
-    del config
     if plan['exists']:
         result['diff'] = {'before': before, 'after': before}
         result['warnings'] = ["cluster '%s' already has %s '%s' (vmid %s, node %s, %s); nothing was restored. Give "

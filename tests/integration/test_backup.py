@@ -156,6 +156,8 @@ def test_fault_hooks(blab, tmp_path):
             ('locked', {'name': 'prod-db01', 'storage': STORE, 'timeout': 2}, MAY_FAIL),
             ('node_lock', {'name': 'prod-cache01', 'storage': STORE, 'timeout': 60}, MAY_FAIL),
             ('missing', {'archive': lost, 'cluster': 'staging'}, MAY_FAIL, RESTORE),
+            ('no_backups_there', {'name': 'prod-web02', 'storage': 'local-lvm'}, MAY_FAIL),
+            ('not_an_archive', {'archive': 'vzdump-qemu-100.vma', 'cluster': 'staging'}, MAY_FAIL, RESTORE),
         ])
     finally:
         hold.release()
@@ -172,6 +174,10 @@ def test_fault_hooks(blab, tmp_path):
     msg = failed_message(result, 'missing')
     assert "archive '%s' not found on storage 'backup-nfs' (deleted, or pruned?)" % lost in msg, msg
     assert result['missing']['error']['type'] == 'BackupNotFoundError'
+    msg = failed_message(result, 'no_backups_there')
+    assert "storage 'local-lvm' does not hold backups (content images,rootdir); its backup storages: backup-nfs, " \
+        "local" in msg, msg
+    assert "archive 'vzdump-qemu-100.vma' is not a backup volume id" in failed_message(result, 'not_an_archive')
     assert not [c for c in blab.clusters['staging'].pve.cts if c.name == 'prod-cache01']
     assert prod.pve.vm(102).config.get('lock') is None
     assert not [v for v in blab.backups('production', vmid=101) if 'vzdump-qemu-101' in v and 'gz' not in v]
