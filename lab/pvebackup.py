@@ -162,6 +162,8 @@ class BackupModel(object):
         super(BackupModel, self).__init__(*args, **kwargs)
         # node -> the vmid whose vzdump holds the node's vzdump lock (another vzdump running)
         self.vzdump_locks = {}
+        # PVE seconds the backup of one guest takes, its config lock 'backup' held (needs time_scale > 0).
+        self.backup_secs = 0
         self._backup_jobs = itertools.count(1)
 
     def _routes_backup(self):
@@ -304,7 +306,7 @@ class BackupModel(object):
                 guest.status = 'stopped'
             elif running and mode == 'suspend':
                 log('INFO: suspending guest')
-            await self.pause(0)
+            await self.pause(self.backup_secs)
             size = self._guest_disks_bytes(guest, kind)
             if compress != '0':
                 size //= 2

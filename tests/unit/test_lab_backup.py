@@ -181,3 +181,22 @@ def test_fault_hooks(blab):
     finally:
         blab.restore_archive('production', archive, record)
     assert archive in blab.backups('disaster-recovery', vmid=101)
+
+
+def test_the_guest_is_locked_while_its_backup_runs(tmp_path):
+    """With time taken (backup_secs 10 at 0.01 real s each), the vzdump task runs with the guest's config lock
+    'backup' and /cluster/resources shows it; both are gone when it ends OK."""
+    with pmxlab.Lab(str(tmp_path / 'lab'), clusters=1, first_host='127.%d.6.20' % _NET, time_scale=0.01) as lab:
+        lab.call(lambda: setattr(lab.clusters['production'].pve, 'backup_secs', 10))
+        api = Api(lab, 'production')
+        upid = api.ok('POST', 'nodes/prod-pve1/vzdump', vmid=100, storage=STORE)
+        seen = set()
+        for _ in range(200):
+            status = api.ok('GET', 'nodes/prod-pve1/tasks/%s/status' % upid)
+            seen.add(api.ok('GET', 'nodes/prod-pve1/qemu/100/config').get('lock'))
+            if status['status'] == 'stopped':
+                break
+            time.sleep(0.01)
+        assert status['exitstatus'] == 'OK' and 'backup' in seen
+        assert 'lock' not in api.ok('GET', 'nodes/prod-pve1/qemu/100/config')
+        assert len(backups(api, 'prod-pve1', 100)) == 1
