@@ -665,8 +665,7 @@ def _backup_tools(pmx: Pmx, tool) -> None:
         time. A guest locked by another task is waited for up to timeout."""
         route, client, guest = pmx.locate(name, vmid, cluster)
         pmx.check_writable(route.cluster)
-        row = backups.Backups(client, route.cluster).backup(guest, storage, mode, 'zstd', notes, protected,
-                                                            timeout=timeout)
+        row = backups.Backups(client, route.cluster).backup(guest, storage, mode, 'zstd', notes, protected, timeout)
         return {'cluster': route.cluster, 'route_reason': route.reason, 'guest': pmx.summary(guest),
                 'changed': True, 'archive': row}
 

@@ -344,7 +344,7 @@ class Backups:
         return LockedWriter(self.client, self.cluster, kind_of(guest['type']), self.sleep, self.clock)
 
     def backup(self, guest: Dict, storage: str, mode: str = 'snapshot', compress: str = 'zstd',
-               notes: Optional[str] = DEFAULT_NOTES, protected: bool = False, keep: Optional[str] = None,
+               notes: Optional[str] = DEFAULT_NOTES, protected: bool = False,
                timeout: float = DEFAULT_TIMEOUT) -> Dict:
         """Back up one guest (its /cluster/resources entry) to ``storage`` now; returns the archive's row.
 
@@ -376,8 +376,6 @@ class Backups:
             params['notes-template'] = notes
         if protected:
             params['protected'] = 1
-        if keep:
-            params['prune-backups'] = keep
 
         writer.wait_unlocked(guest, timeout)
 

@@ -95,8 +95,9 @@ options:
     default: false
   keep:
     description:
-      - Retention, as Proxmox VE's C(prune-backups) (pvesm(1)); required with O(state=prune). With
-        O(state=backup), Proxmox VE prunes the guest's backups with it after the backup.
+      - Retention, with the rules of Proxmox VE's C(prune-backups) (pvesm(1)); required with O(state=prune). With
+        O(state=backup), each guest's backups on O(storage) are pruned with it after its backup, as
+        O(state=prune) prunes them (its own backups only; see the notes); RV(pruned) lists what was removed.
       - "Keys: C(last) (the newest N), C(hourly), C(daily), C(weekly), C(monthly), C(yearly) (the newest of each of
         the last N periods that have a backup), for example C({last: 3, daily: 7})."
     type: dict
@@ -201,6 +202,12 @@ backups:
   returned: always
   type: list
   elements: dict
+pruned:
+  description: With O(keep) and O(state=backup), the backups the prune after the backups removed (in check mode,
+    would remove, not counting the new backup).
+  returned: state is backup
+  type: list
+  elements: str
 removed:
   description: The backups a prune removed (in check mode, would remove).
   returned: state is prune
@@ -221,7 +228,6 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.backups import (
     Backups,
     guest_backups,
     keep_counts,
-    keep_policy,
     list_backups,
     select_guests,
 )
@@ -273,18 +279,27 @@ def backup_now(pmx):
     p = pmx.params
     if not p['storage']:
         raise BackupError('storage is required: the storage the backup goes to (content backup)')
-    keep = keep_policy(p['keep']) if p['keep'] else None
+    if p['keep']:
+        keep_counts(p['keep'])  # checked before anything is sent
     route, client, guests = _targets(pmx)
     backups = Backups(client, route.cluster, check_mode=pmx.check_mode)
-    before = list_backups(client, route.cluster, p['storage'], guests[0]['vmid'] if len(guests) == 1 else None)
-    archives = [backups.backup(g, p['storage'], p['mode'], p['compress'], p['notes'], p['protected'], keep,
-                               p['timeout']) for g in guests]
     vmid = guests[0]['vmid'] if len(guests) == 1 else None
+    before = list_backups(client, route.cluster, p['storage'], vmid)
+    archives, pruned = [], []
+    for guest in guests:
+        archives.append(backups.backup(guest, p['storage'], p['mode'], p['compress'], p['notes'], p['protected'],
+                                       p['timeout']))
+        if p['keep']:
+            # Not vzdump's own prune-backups: PVE would prune by vmid, and on a storage several clusters share one
+            # vmid may be another cluster's guest. The guest's own backups are judged, by the name they hold.
+            own = guest_backups(client, route.cluster, p['storage'], guest.get('name'))
+            pruned.extend(backups.prune(p['storage'], p['keep'], own)['removed'])
     after = before if pmx.check_mode else list_backups(client, route.cluster, p['storage'], vmid)
     diff_after = _volids(after) + (['(new) %s' % a['name'] for a in archives] if pmx.check_mode else [])
     return {'changed': True, 'cluster': route.cluster, 'route_reason': route.reason,
             'archive': archives[0]['volid'] if len(archives) == 1 else None, 'archives': archives,
-            'backups': after, 'diff': {'before': {'backups': _volids(before)}, 'after': {'backups': diff_after}}}
+            'backups': after, 'pruned': sorted(pruned),
+            'diff': {'before': {'backups': _volids(before)}, 'after': {'backups': diff_after}}}
 
 
 def prune(pmx):

@@ -90,10 +90,10 @@ def test_backup_now_list_and_dr_restore(blab, tmp_path):
 
 def test_selection_prune_and_force(blab, tmp_path):
     """Backups of a selection (pattern and tag) of staging; a prune by keep policy of prod-web01 four ways
-    (the protected one kept); a container restored into disaster-recovery; a restore over an existing guest
-    refuses a running one, and with force replaces a stopped one and says what it replaced. stg-web01 is vmid
-    100 too: its backup on the shared storage survives prod-web01's prune (PVE's own prune, by vmid, would count
-    it as one of prod-web01's)."""
+    (the protected one kept), and with a backup; a container restored into disaster-recovery; a restore over an
+    existing guest refuses a running one, and with force replaces a stopped one and says what it replaced.
+    stg-web01 is vmid 100 too: its backup on the shared storage survives prod-web01's prunes (PVE's own prune, by
+    vmid, would count it as one of prod-web01's)."""
     dr = blab.clusters['disaster-recovery']
     earlier = blab.backups('production', vmid=100)  # the first test's two, oldest (protected) first
     keep = {'name': 'prod-web01', 'storage': STORE, 'state': 'prune', 'keep': {'last': 1}}
@@ -105,6 +105,7 @@ def test_selection_prune_and_force(blab, tmp_path):
         ('ct', {'name': 'prod-cache01', 'storage': STORE}),
         ('no_cluster', {'pattern': 'stg-*', 'storage': STORE}, MAY_FAIL),
         ('check1', keep, dict(CHECK, **DIFF)), ('apply1', keep), ('check2', keep, CHECK), ('apply2', keep),
+        ('backup_keep', {'name': 'prod-web01', 'storage': STORE, 'keep': {'last': 1}}),
         ('ct_restore', {'name': 'prod-cache01', 'cluster': 'disaster-recovery', 'target_storage': 'local-lvm'}, {},
          RESTORE),
         ('running', over, MAY_FAIL, RESTORE),
@@ -124,7 +125,10 @@ def test_selection_prune_and_force(blab, tmp_path):
     assert not result['check2']['changed'] and not result['apply2']['changed']
     assert [b['volid'] for b in result['apply2']['backups']] == [newest, oldest]
     stg = result['selection']['archives'][0]['volid']
-    assert sorted(blab.backups('production', vmid=100)) == sorted([oldest, newest, stg])
+    # A backup with keep: the guest's own backups pruned after it (newest gone: last 1 is the new one).
+    fresh = result['backup_keep']['archive']
+    assert result['backup_keep']['pruned'] == [newest]
+    assert sorted(blab.backups('production', vmid=100)) == sorted([oldest, fresh, stg])
 
     ct = next(c for c in dr.pve.cts if c.name == 'prod-cache01')
     res = result['ct_restore']
@@ -136,7 +140,7 @@ def test_selection_prune_and_force(blab, tmp_path):
     replaced = {'vmid': 106, 'name': 'prod-web01', 'node': 'dr-pve1', 'status': 'stopped', 'type': 'qemu'}
     for name in ('force_check', 'force'):
         assert result[name]['changed'] and result[name]['replaced'] == replaced, result[name]
-    assert result['force_check']['archive'] == newest and result['force']['archive'] == oldest
+    assert result['force_check']['archive'] == fresh and result['force']['archive'] == oldest
     assert result['force']['diff']['before']['vmid'] == 106
     assert [vm.vmid for vm in dr.pve.vms if vm.name == 'prod-web01'] == [106]
     assert 'bridge=vmbr0' in dr.pve.vm(106).config['net0']  # the archive's own bridge: no override this time
