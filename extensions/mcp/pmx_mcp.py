@@ -14,8 +14,8 @@ assistant can show the user what to fix.
 
 Read tools are always there. Write tools exist only with PMX_MCP_ALLOW_WRITE=1;
 PMX_MCP_WRITE_CLUSTERS=staging,dr limits them to those clusters. Destructive
-writes (stop, delete, rollback) answer with a preview unless called with
-confirm=true. Routing, guest lifecycle and errors are the collection's core
+writes (stop, delete, rollback, prune_backups, restore_backup) answer with a
+preview unless called with confirm=true. Routing, guest lifecycle and errors are the collection's core
 (module_utils), the same as the pmx_vm module's.
 
 A read that spans clusters (list_clusters, cluster_status, list_nodes,
@@ -279,8 +279,8 @@ def build_server(pmx: Pmx) -> MCPServer:
         instructions='Several Proxmox VE clusters managed as one. A guest is routed to its cluster by an explicit '
                      'cluster, else its name pattern (see list_clusters and route_guest), else where it exists, '
                      'else the default cluster. Cluster-wide reads cover every cluster; one that is down is '
-                     'reported in the answer. ' + writes + ' Stop, delete and rollback need confirm=true; '
-                     'without it they only preview.')
+                     'reported in the answer. ' + writes + ' Stop, delete, rollback, prune_backups and '
+                     'restore_backup need confirm=true; without it they only preview.')
 
     def tool(annotations: ToolAnnotations, title: str):
         def register(fn: Callable) -> Callable:
