@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 import pmxlab
-from conftest import _NET, BIN, ansible_env, capture, failed_message, lab_secrets, play, run_mcp
+from conftest import _NET, BIN, DEAD, ansible_env, capture, env_file, failed_message, lab_secrets, play, run_mcp
 
 BACKUP = 'pmx.multicluster.pmx_backup'
 INFO = 'pmx.multicluster.pmx_backup_info'
@@ -151,6 +151,11 @@ def test_fault_hooks(blab, tmp_path):
     with a message that says what happened, and nothing is left half done."""
     prod = blab.clusters['production']
     lost = blab.backups('production', vmid=104)[-1]  # prod-cache01's, from the test before
+    # A fourth cluster that cannot be read: a guest whose cluster depends on looking everywhere is refused.
+    dead = str(env_file(blab, tmp_path, replace={'PROXMOX_CLUSTERS': 'production,staging,disaster-recovery,offline'},
+                        extra=['PROXMOX_CLUSTER_offline_API_URL=' + DEAD, 'PROXMOX_CLUSTER_offline_TOKEN_ID=root@pam!x',
+                               'PROXMOX_CLUSTER_offline_TOKEN_SECRET=not-a-secret',
+                               'PROXMOX_CLUSTER_offline_TIMEOUT=2']))
     record = blab.lose_archive('production', lost)
     avail = blab.fill_storage('production', STORE, avail=1024)
     hold = blab.hold_backup_lock('production', 102)
@@ -162,6 +167,8 @@ def test_fault_hooks(blab, tmp_path):
             ('missing', {'archive': lost, 'cluster': 'staging'}, MAY_FAIL, RESTORE),
             ('no_backups_there', {'name': 'prod-web02', 'storage': 'local-lvm'}, MAY_FAIL),
             ('not_an_archive', {'archive': 'vzdump-qemu-100.vma', 'cluster': 'staging'}, MAY_FAIL, RESTORE),
+            ('unread_backup', {'name': 'build01', 'storage': STORE, 'env_file': dead}, MAY_FAIL),
+            ('unread_restore', {'name': 'build01', 'env_file': dead}, MAY_FAIL, RESTORE),
         ])
     finally:
         hold.release()
@@ -182,6 +189,11 @@ def test_fault_hooks(blab, tmp_path):
     assert "storage 'local-lvm' does not hold backups (content images,rootdir); its backup storages: backup-nfs, " \
         "local" in msg, msg
     assert "archive 'vzdump-qemu-100.vma' is not a backup volume id" in failed_message(result, 'not_an_archive')
+    for name in ('unread_backup', 'unread_restore'):
+        msg = failed_message(result, name)
+        assert "cannot tell which cluster holds the guest named 'build01': cluster(s) 'offline' could not be " \
+            "read" in msg and 'Nothing was changed' in msg, msg
+        assert result[name]['error']['type'] == 'UnreadableClustersError'
     assert not [c for c in blab.clusters['staging'].pve.cts if c.name == 'prod-cache01']
     assert prod.pve.vm(102).config.get('lock') is None
     assert not [v for v in blab.backups('production', vmid=101) if 'vzdump-qemu-101' in v and 'gz' not in v]
