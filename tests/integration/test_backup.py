@@ -156,6 +156,7 @@ def test_fault_hooks(blab, tmp_path):
                         extra=['PROXMOX_CLUSTER_offline_API_URL=' + DEAD, 'PROXMOX_CLUSTER_offline_TOKEN_ID=root@pam!x',
                                'PROXMOX_CLUSTER_offline_TOKEN_SECRET=not-a-secret',
                                'PROXMOX_CLUSTER_offline_TIMEOUT=2']))
+    stored = blab.backups('production')
     record = blab.lose_archive('production', lost)
     avail = blab.fill_storage('production', STORE, avail=1024)
     hold = blab.hold_backup_lock('production', 102)
@@ -168,6 +169,7 @@ def test_fault_hooks(blab, tmp_path):
             ('no_backups_there', {'name': 'prod-web02', 'storage': 'local-lvm'}, MAY_FAIL),
             ('not_an_archive', {'archive': 'vzdump-qemu-100.vma', 'cluster': 'staging'}, MAY_FAIL, RESTORE),
             ('unread_backup', {'name': 'build01', 'storage': STORE, 'env_file': dead}, MAY_FAIL),
+            ('whole_storage', {'cluster': 'staging', 'storage': STORE, 'state': 'prune', 'keep': {'last': 1}}, CHECK),
             ('unread_restore', {'name': 'build01', 'env_file': dead}, MAY_FAIL, RESTORE),
         ])
     finally:
@@ -189,6 +191,10 @@ def test_fault_hooks(blab, tmp_path):
     assert "storage 'local-lvm' does not hold backups (content images,rootdir); its backup storages: backup-nfs, " \
         "local" in msg, msg
     assert "archive 'vzdump-qemu-100.vma' is not a backup volume id" in failed_message(result, 'not_an_archive')
+    # PVE's own prune of the whole storage (vmid by vmid), in check mode: what it would remove, nothing removed.
+    whole = result['whole_storage']
+    assert whole['changed'] and whole['removed'] and set(whole['removed']) < set(stored)
+    assert blab.backups('production') == stored
     for name in ('unread_backup', 'unread_restore'):
         msg = failed_message(result, name)
         assert "cannot tell which cluster holds the guest named 'build01': cluster(s) 'offline' could not be " \
