@@ -14,8 +14,8 @@ assistant can show the user what to fix.
 
 Read tools are always there. Write tools exist only with PMX_MCP_ALLOW_WRITE=1;
 PMX_MCP_WRITE_CLUSTERS=staging,dr limits them to those clusters. Destructive
-writes (stop, delete, rollback) answer with a preview unless called with
-confirm=true. Routing, guest lifecycle and errors are the collection's core
+writes (stop, delete, rollback, prune_backups, restore_backup) answer with a
+preview unless called with confirm=true. Routing, guest lifecycle and errors are the collection's core
 (module_utils), the same as the pmx_vm module's.
 
 A read that spans clusters (list_clusters, cluster_status, list_nodes,
@@ -65,7 +65,7 @@ from mcp.server.mcpserver.exceptions import ToolError  # noqa: E402
 from mcp.types import CallToolResult, TextContent, ToolAnnotations  # noqa: E402
 from pydantic import Field  # noqa: E402
 
-from ansible_collections.pmx.multicluster.plugins.module_utils import snapshots  # noqa: E402
+from ansible_collections.pmx.multicluster.plugins.module_utils import backups, snapshots  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.config import load_config  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ClusterError, ConfigError  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.lookup import source_type  # noqa: E402
@@ -280,8 +280,8 @@ def build_server(pmx: Pmx) -> MCPServer:
         instructions='Several Proxmox VE clusters managed as one. A guest is routed to its cluster by an explicit '
                      'cluster, else its name pattern (see list_clusters and route_guest), else where it exists, '
                      'else the default cluster. Cluster-wide reads cover every cluster; one that is down is '
-                     'reported in the answer. ' + writes + ' Stop, delete and rollback need confirm=true; '
-                     'without it they only preview.')
+                     'reported in the answer. ' + writes + ' Stop, delete, rollback, prune_backups and '
+                     'restore_backup need confirm=true; without it they only preview.')
 
     def tool(annotations: ToolAnnotations, title: str):
         def register(fn: Callable) -> Callable:
@@ -382,7 +382,7 @@ def build_server(pmx: Pmx) -> MCPServer:
                 'lock', 'ha', 'pid', 'running-machine', 'running-qemu', 'tags')
         return {'cluster': route.cluster, 'route_reason': route.reason, 'guest': pmx.summary(guest),
                 'status': dict((k, v) for k, v in current.items() if k in keep), 'config': config,
-                'unreadable': pmx.unread(route)}
+                'unreadable': pmx.unread(route), 'backups': _guest_backups(client, route.cluster, guest)}
 
     @tool(READ, 'List storages')
     def list_storages(cluster: ClusterFilter = None) -> dict[str, Any]:
@@ -452,6 +452,7 @@ def build_server(pmx: Pmx) -> MCPServer:
     if pmx.allow_write:
         _write_tools(pmx, tool)
         _migration_tools(pmx, tool)
+    _backup_tools(pmx, tool)
     return server
 
 
@@ -659,6 +660,122 @@ def _migration_tools(pmx: Pmx, tool) -> None:
                 out['to_confirm'] = 'call migrate_guest again with the same arguments and confirm=true'
             return out
         return Migrator(registry, scrub=pmx.scrub).ensure(spec)
+
+
+# ------------------------------------------------------------------ backups
+
+def _guest_backups(client, cluster: str, guest: Dict) -> Dict:
+    """A guest's backups on its cluster's backup storages, newest first (for guest_details); a storage that
+    cannot be read is named in ``errors``, it does not fail the answer."""
+    rows, errors = [], []
+    try:
+        storages = backups.backup_storages(client, cluster)
+    except ClusterError as exc:
+        return {'backups': [], 'errors': [{'storage': None, 'error': str(exc)}]}
+    for info in storages:
+        try:
+            rows.extend(backups.guest_backups(client, cluster, info['storage'], guest.get('name')))
+        except ClusterError as exc:
+            errors.append({'storage': info['storage'], 'error': str(exc)})
+    rows.sort(key=lambda r: (-r['ctime'], r['volid']))
+    return {'backups': rows, 'errors': errors}
+
+
+def _backup_tools(pmx: Pmx, tool) -> None:
+    """list_backups (always); backup_now, prune_backups and restore_backup with PMX_MCP_ALLOW_WRITE=1."""
+    StorageArg = Annotated[Optional[str], Field(description="Backup storage (content 'backup'), e.g. 'backup-nfs'. "
+                                                            'Optional for listing: every backup storage.')]
+
+    @tool(READ, 'List backups of a guest')
+    def list_backups(name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
+                     storage: StorageArg = None) -> dict[str, Any]:
+        """The backups of a guest on a cluster's backup storages, newest first, with time (UTC), size and notes.
+        With cluster, a guest that does not exist there (a disaster-recovery cluster reading a shared backup
+        storage) is found by the name its backups hold."""
+        check_guest_name(name)
+        check_vmid(vmid)
+        if not name and vmid is None:
+            raise ClusterError('give name or vmid')
+        route = pmx.reg().select(cluster=cluster, name=name, vmid=vmid, lookup=True, strict=False)
+        rows = backups.backups_of(pmx.reg().client(route.cluster), route.cluster, name, vmid, storage)
+        return {'cluster': route.cluster, 'route_reason': route.reason, 'backups': rows,
+                'unreadable': pmx.unread(route)}
+
+    if not pmx.allow_write:
+        return
+
+    @tool(DISRUPTIVE, 'Back up a guest now')
+    def backup_now(storage: Annotated[str, Field(description="Backup storage, e.g. 'backup-nfs'.")],
+                   name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
+                   mode: Annotated[Literal['snapshot', 'suspend', 'stop'], Field(
+                       description='snapshot keeps the guest running; suspend pauses it; stop shuts it down for '
+                                   'the backup and starts it again.')] = 'snapshot',
+                   notes: Annotated[str, Field(description='Notes; {{guestname}}, {{vmid}}, {{node}}, {{cluster}} '
+                                                           'are replaced.')] = backups.DEFAULT_NOTES,
+                   protected: Annotated[bool, Field(description='Protect it from pruning and deletion.')] = False,
+                   timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """Run a backup (vzdump) of one guest now and wait for it; returns the archive's volume id, size and
+        time. A guest locked by another task is waited for up to timeout."""
+        route, client, guest = pmx.locate(name, vmid, cluster)
+        pmx.check_writable(route.cluster)
+        row = backups.Backups(client, route.cluster).backup(guest, storage, mode, 'zstd', notes, protected, timeout)
+        return {'cluster': route.cluster, 'route_reason': route.reason, 'guest': pmx.summary(guest),
+                'changed': True, 'archive': row}
+
+    @tool(DESTRUCTIVE, 'Prune backups of a guest')
+    def prune_backups(storage: Annotated[str, Field(description='Backup storage.')],
+                      keep_last: Annotated[int, Field(description='Keep the newest N backups.', ge=1)],
+                      name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
+                      confirm: ConfirmArg = False) -> dict[str, Any]:
+        """Delete the backups of a guest beyond the newest keep_last (protected ones always stay). Without
+        confirm=true it only returns a preview of what would be deleted."""
+        route, client, guest = pmx.locate(name, vmid, cluster)
+        pmx.check_writable(route.cluster)
+        rows = backups.guest_backups(client, route.cluster, storage, guest.get('name'))
+        done = backups.Backups(client, route.cluster, check_mode=not confirm).prune(storage, {'last': keep_last},
+                                                                                   rows)
+        out = {'cluster': route.cluster, 'route_reason': route.reason, 'guest': pmx.summary(guest),
+               'changed': bool(confirm and done['removed']), 'removed': done['removed'], 'kept': done['kept']}
+        if not confirm:
+            out.update(preview=True, would='delete %d backup(s) of %s: %s' % (
+                len(done['removed']), guest.get('name'), ', '.join(done['removed']) or 'none'),
+                to_confirm='call prune_backups again with the same arguments and confirm=true')
+        return out
+
+    @tool(DESTRUCTIVE, 'Restore a guest from a backup')
+    def restore_backup(name: NameArg = None, cluster: ClusterArg = None,
+                       archive: Annotated[Optional[str], Field(
+                           description='Backup volume id; default: the newest backup of name on the cluster.')] = None,
+                       storage: StorageArg = None,
+                       new_name: Annotated[Optional[str], Field(description='Name of the restored guest.')] = None,
+                       vmid: VmidArg = None,
+                       node: Annotated[Optional[str], Field(description='Target node.')] = None,
+                       target_storage: Annotated[Optional[str], Field(description='Storage for the disks.')] = None,
+                       bridge: Annotated[Optional[str], Field(description='Bridge for every network device.')] = None,
+                       force: Annotated[bool, Field(description='Replace an existing stopped guest of that name or '
+                                                                'vmid.')] = False,
+                       start: Annotated[bool, Field(description='Start it once restored.')] = False,
+                       confirm: ConfirmArg = False, timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """Create a guest from a backup on the given (or routed) cluster: the DR case is name + cluster only.
+        An existing guest of that name is left alone unless force. Without confirm=true it only returns the plan
+        (archive, cluster, node, vmid, and what it would replace)."""
+        restorer = backups.Restore(pmx.reg())
+        plan = restorer.plan(cluster=cluster, name=name, archive=archive, storage=storage, new_name=new_name,
+                             vmid=vmid, node=node, target_storage=target_storage, bridge=bridge, force=force)
+        pmx.check_writable(plan['cluster'])
+        out = backups.public_plan(plan)
+        out.pop('config', None)
+        if plan['exists']:
+            return dict(out, changed=False, would='nothing: %s exists on %s; force=true replaces it'
+                        % (plan['name'], plan['cluster']))
+        if not confirm:
+            replaced = plan['replaced']
+            return dict(out, preview=True, changed=False, would='restore %s as %s (vmid %s) on node %s of %s%s' % (
+                plan['archive'], plan['name'], plan['vmid'], plan['node'], plan['cluster'],
+                ', replacing %s (vmid %s, %s)' % (replaced['name'], replaced['vmid'], replaced['status'])
+                if replaced else ''), to_confirm='call restore_backup again with the same arguments and confirm=true')
+        task = restorer.apply(plan, start=start, timeout=timeout)
+        return dict(backups.public_plan(plan), changed=True, tasks=[task], config=None)
 
 
 # ------------------------------------------------------------------ start

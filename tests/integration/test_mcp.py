@@ -12,9 +12,10 @@ import pytest
 from conftest import ansible_env, lab_secrets, run_mcp
 
 READ_TOOLS = {'list_clusters', 'cluster_status', 'list_nodes', 'list_guests', 'guest_details', 'list_storages',
-              'recent_tasks', 'route_guest', 'snapshot_list'}
+              'recent_tasks', 'route_guest', 'snapshot_list', 'list_backups'}
 WRITE_TOOLS = {'start_guest', 'shutdown_guest', 'stop_guest', 'reboot_guest', 'create_vm', 'clone_guest',
-               'delete_guest', 'snapshot_create', 'snapshot_rollback', 'migrate_guest'}
+               'delete_guest', 'snapshot_create', 'snapshot_rollback', 'migrate_guest', 'backup_now', 'prune_backups',
+               'restore_backup'}
 DOWN_URL = 'https://127.0.9.9:8006'
 
 
