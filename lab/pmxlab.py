@@ -288,8 +288,9 @@ def lab_pve_class():
         return _LAB_PVE
     from aiohttp import web
     from fakepve import FakePve
+    from pvedisks import DiskOps  # lab/: disk resize, move and unlink, modelled
 
-    class LabPve(FakePve):
+    class LabPve(DiskOps, FakePve):
         def __init__(self, *args, **kwargs):
             super(LabPve, self).__init__(*args, **kwargs)
             self.request_holds = []  # (method, suffix, Hold)
@@ -634,6 +635,17 @@ class Lab(object):
         key = None if vmid is None else str(vmid)
         self.call(lambda: pve.task_holds.append((task_type, key, hold)))
         return hold
+
+    def add_storage(self, cluster, sid, stype='lvmthin', content='images,rootdir', avail=None):
+        """One more storage on every node of ``cluster`` (pvedisks.DiskOps.add_storage): a target for disk moves;
+        ``avail``: bytes free (None: unlimited)."""
+        pve = self.clusters[cluster].pve
+        return self.call(pve.add_storage, sid, stype, content, avail)
+
+    def fill_storage(self, cluster, sid, avail=0):
+        """Fault: leave ``avail`` bytes free on a storage of ``cluster`` (a move or a resize then finds it full)."""
+        pve = self.clusters[cluster].pve
+        self.call(pve.fill_storage, sid, avail)
 
     def env(self):
         """The PROXMOX_* variables of the .env, as a dict (in the file's order)."""

@@ -12,7 +12,7 @@ module: pmx_snapshot
 short_description: Take, delete, roll back and prune snapshots of a VM or container on several Proxmox VE clusters
 version_added: 0.1.0
 description:
-  - Manages the snapshots of one QEMU VM or LXC container, on whichever configured cluster it is: O(cluster)
+  - Manages the snapshots of one QEMU VM or LXC container, on whichever configured cluster it is - O(cluster)
     when given, else the cluster whose name patterns match O(name), else the one cluster where the guest
     exists. RV(cluster) and RV(route_reason) say which and why. When that depends on a cluster that cannot be
     read, the task fails before changing anything, naming that cluster.
@@ -23,7 +23,7 @@ description:
     rule covers and deletes the others; snapshots it does not cover are never touched. With O(state=present)
     the new snapshot counts among the newest.
   - Retention does not delete the snapshot the guest's current state is based on (its parent, for example
-    after a rollback to an older snapshot) unless O(force=true): the task fails saying so, and nothing is
+    after a rollback to an older snapshot) unless O(force=true); the task fails saying so, and nothing is
     changed. A snapshot named in O(snapname) with O(state=absent) is deleted even then (the task named it).
   - Every task is waited for up to O(timeout) seconds. A guest locked by another task (a backup, a migration)
     is waited for up to O(timeout) seconds, then the task fails naming the lock.

@@ -15,7 +15,8 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.ansible_module im
 )
 
 REPO = Path(__file__).resolve().parents[2]
-MODULES = ('pmx_vm', 'pmx_lxc', 'pmx_cluster_info')
+# Every module of the collection (each one is in the action group).
+MODULES = tuple(sorted(p.stem for p in (REPO / 'plugins' / 'modules').glob('pmx_*.py')))
 GUEST_MODULES = ('pmx_vm', 'pmx_lxc')
 
 
