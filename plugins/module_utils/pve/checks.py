@@ -16,7 +16,12 @@ from typing import Any, Dict
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import GuestConflictError, SnapshotError
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import GuestKind
-from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import NEW_DISK, disk_removal, split_props, word
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import (
+    NEW_DISK,
+    disk_removal,
+    split_props,
+    word,
+)
 
 # PVE's vmid range (pve-vmid) and its rule for guest names (dns-name: labels of letters, digits and '-',
 # not starting or ending with '-', joined by '.'); RFC 1035 lengths on top, as DNS needs them.
