@@ -250,15 +250,18 @@ def plan_snapshots(req: SnapshotRequest, snapshots: List[Dict], label: str) -> D
 
 
 def ensure(registry: Any, req: SnapshotRequest, name: Optional[str] = None, vmid: Optional[int] = None,
-           cluster: Optional[str] = None, check_mode: bool = False) -> Dict:
+           cluster: Optional[str] = None, check_mode: bool = False, found: Optional[Tuple[Any, Any, Dict]] = None
+           ) -> Dict:
     """Route to the guest (strictly: never the wrong cluster), read its snapshots, plan, and apply unless
     ``check_mode``. The result the modules and the MCP server return.
 
+    :param found: (route, client, guest) the caller already found (the MCP server checks its write settings
+        against the route first).
     :raises SnapshotError: bad request, or a delete of the current state's parent without ``force``.
     :raises GuestLockedError: locked by another task past the timeout. :raises TaskError: a task failed.
     """
     check_request(req)
-    route, client, guest = registry.find_guest(name=name, vmid=vmid, cluster=cluster, strict=True)
+    route, client, guest = found or registry.find_guest(name=name, vmid=vmid, cluster=cluster, strict=True)
     guest = dict(guest)
     kind = kind_of(guest['type'])
     writer = LockedWriter(client, route.cluster, kind)

@@ -33,6 +33,7 @@ attributes:
     description: Reads only; the same in check mode.
   diff_mode:
     support: none
+    description: Nothing changes, so there is no diff.
 options:
   cluster:
     description: Cluster names or globs to read; all clusters when omitted.

@@ -28,6 +28,7 @@ attributes:
     description: Reads only; the same in check mode.
   diff_mode:
     support: none
+    description: Nothing changes, so there is no diff.
 options:
   name:
     description: Name of the guest. At least one of O(name) and O(vmid) is required.

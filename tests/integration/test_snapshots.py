@@ -7,7 +7,7 @@ locked guest is waited for; a guest whose cluster depends on an unreadable one i
 
 import pytest
 
-from conftest import _NET, CHECK, DEAD, MAY_FAIL, env_file, failed_message, play, pmxlab, recorded
+from conftest import _NET, CHECK, DEAD, MAY_FAIL, env_file, failed_message, mcp, play, pmxlab, recorded
 
 SNAP = 'pmx.multicluster.pmx_snapshot'
 SNAP_INFO = 'pmx.multicluster.pmx_snapshot_info'
@@ -118,3 +118,38 @@ def test_locked_guest_waited_for_bad_input_and_unreadable_cluster(snaplab, tmp_p
     msg = failed_message(unread, 'by_lookup')
     assert 'disaster-recovery' in msg and unread['by_lookup']['error']['type'] == 'UnreadableClustersError', msg
     assert pve.vm(4242).snapshots == {}
+
+
+def test_mcp_snapshot_delete_retention_disk_resize_and_details(snaplab):
+    """The MCP tools over the same core: destructive ones preview unless confirm=true."""
+    pve = snaplab.clusters['disaster-recovery'].pve
+    vm = pve.vm(101)  # dr-web02
+    guest = {'name': 'dr-web02'}
+    calls = [('create-%s' % name, 'snapshot_create', dict(guest, snapname=name))
+             for name in ('n-1', 'n-2', 'n-3', 'keepme')] + [
+        ('retention_preview', 'snapshot_retention', dict(guest, keep=1, prefix='n-')),
+        ('retention', 'snapshot_retention', dict(guest, keep=1, prefix='n-', confirm=True)),
+        ('delete_preview', 'snapshot_delete', dict(guest, snapname='keepme')),
+        ('delete', 'snapshot_delete', dict(guest, snapname='keepme', confirm=True)),
+        ('grow', 'disk_resize', dict(guest, disk='scsi0', size='40G')),
+        ('grow_again', 'disk_resize', dict(guest, disk='scsi0', size='40G')),
+        ('shrink', 'disk_resize', dict(guest, disk='scsi0', size='16G')),
+        ('no_disk', 'disk_resize', dict(guest, disk='scsi7', size='16G')),
+        ('details', 'guest_details', guest),
+    ]
+    answers = mcp(snaplab, [(tool, args) for dummy, tool, args in calls], write=True)
+    results = dict(zip([label for label, dummy, dummy2 in calls], answers))
+    preview = results['retention_preview'][1]
+    assert preview['preview'] is True and preview['deleted'] == ['n-2', 'n-1'] and preview['kept'] == ['n-3']
+    assert "delete snapshot(s) n-2, n-1 of dr-web02" in preview['would']
+    after = results['retention'][1]
+    assert after['changed'] is True and sorted(s['name'] for s in after['snapshots']) == ['keepme', 'n-3']
+    assert results['delete_preview'][1]['preview'] is True
+    assert results['delete'][1]['deleted'] == ['keepme'] and sorted(vm.snapshots) == ['n-3']
+    grow = results['grow'][1]
+    assert grow['changed'] is True and grow['plan'] == [{'action': 'resize', 'params': {'disk': 'scsi0',
+                                                                                      'size': '40G'}}]
+    assert 'size=40G' in vm.config['scsi0'] and results['grow_again'][1]['changed'] is False
+    assert results['shrink'][0] is True and 'cannot shrink a disk' in results['shrink'][1]['msg']
+    assert results['no_disk'][0] is True and "has no disk 'scsi7'" in results['no_disk'][1]['msg']
+    assert [s['name'] for s in results['details'][1]['snapshots']] == ['n-3']
