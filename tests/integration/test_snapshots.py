@@ -150,6 +150,6 @@ def test_mcp_snapshot_delete_retention_disk_resize_and_details(snaplab):
     assert grow['changed'] is True and grow['plan'] == [{'action': 'resize', 'params': {'disk': 'scsi0',
                                                                                       'size': '40G'}}]
     assert 'size=40G' in vm.config['scsi0'] and results['grow_again'][1]['changed'] is False
-    assert results['shrink'][0] is True and 'cannot shrink a disk' in results['shrink'][1]['msg']
-    assert results['no_disk'][0] is True and "has no disk 'scsi7'" in results['no_disk'][1]['msg']
+    assert results['shrink'][0] is True and 'cannot shrink a disk' in results['shrink'][1]
+    assert results['no_disk'][0] is True and "has no disk 'scsi7'" in results['no_disk'][1]
     assert [s['name'] for s in results['details'][1]['snapshots']] == ['n-3']
