@@ -23,6 +23,7 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import
     format_size,
     keep_mac,
     split_net,
+    split_props,
     values_equal,
     with_disk_options,
     word,
@@ -148,12 +149,12 @@ def _disk_diff(kind: GuestKind, key: str, want: Any, have: Any, label: str, move
         else:
             diff.warnings.append('%s: disk %s is on storage %s, not %s (it is moved only with move_disks: true)'
                                  % (label, key, delta.have_storage, delta.want_storage))
-    volume_named = not NEW_DISK.match(word(want).partition(',')[0])
+    want_volume = split_props(want, kind.disk_default_key).get(kind.disk_default_key, '')
+    other_volume = bool(want_volume) and not NEW_DISK.match(want_volume) and want_volume != word(have).partition(',')[0]
     if not delta.equal:
-        # A volume named explicitly is attached as given; otherwise the options go onto the current volume.
-        value = api_value(key, want) if volume_named and word(want).partition(',')[0] != \
-            word(have).partition(',')[0] else with_disk_options(have, want, kind.disk_default_key)
-        diff.changes[key] = value
+        # Another volume named explicitly is attached as given; otherwise the options go onto the current volume.
+        diff.changes[key] = api_value(key, want) if other_volume else with_disk_options(have, want,
+                                                                                         kind.disk_default_key)
     if not delta.equal or size is not None or storage is not None:
         diff.before[key] = have
         diff.after[key] = with_disk_options(diff.changes.get(key, have), want, kind.disk_default_key, size, storage)

@@ -238,8 +238,8 @@ def disk_equal(desired: Any, current: Any, default_key: str = 'file') -> Tuple[b
     if delta.moved:
         warning = 'is on storage %s, not %s (disks are not moved)' % (delta.have_storage, delta.want_storage)
     if delta.resized:
-        warning = 'is %s, not %s (disks are not resized)' % (format_size(delta.have_size),
-                                                              format_size(delta.want_size))
+        sizes = (format_size(delta.have_size), format_size(delta.want_size))
+        warning = 'is %s, not %s (disks are not resized)' % sizes
     return delta.equal, warning
 
 
