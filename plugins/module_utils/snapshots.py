@@ -71,6 +71,22 @@ def _writer(client: Any, cluster: Optional[str], guest: Dict) -> LockedWriter:
     return LockedWriter(client, cluster or client.cluster.name, kind_of(guest['type']))
 
 
+def _write_step(writer: LockedWriter, guest: Dict, step: Dict, timeout: float) -> Dict:
+    """Send one step (create, delete or rollback) through the locked writer and wait for its task."""
+    action, name = step['action'], step['snapname']
+    if action == 'create':
+        params: Dict[str, Any] = {'snapname': name}
+        if step.get('description'):
+            params['description'] = step['description']
+        if step.get('vmstate') and guest['type'] == 'qemu':
+            params['vmstate'] = 1
+        return writer.write(guest, timeout, 'POST', 'snapshot', **params)
+    if action == 'delete':
+        return writer.write(guest, timeout, 'DELETE', 'snapshot/%s' % name)
+    return writer.write(guest, timeout, 'POST', 'snapshot/%s/rollback' % name, **({'start': 1} if step.get('start')
+                                                                                 else {}))
+
+
 def ensure_snapshot(client: Any, guest: Dict, snapname: str, description: Optional[str] = None,
                     vmstate: bool = False, timeout: float = DEFAULT_TIMEOUT, cluster: Optional[str] = None) -> Dict:
     """Take a snapshot of ``guest`` (its /cluster/resources entry) unless one of that name exists.
@@ -81,12 +97,8 @@ def ensure_snapshot(client: Any, guest: Dict, snapname: str, description: Option
     out = {'changed': False, 'snapname': name, 'tasks': []}
     if any(s['name'] == name for s in list_snapshots(client, guest['type'], guest['node'], guest['vmid'])):
         return out
-    params: Dict[str, Any] = {'snapname': name}
-    if description:
-        params['description'] = description
-    if vmstate and guest['type'] == 'qemu':
-        params['vmstate'] = 1
-    task = _writer(client, cluster, guest).write(guest, timeout, 'POST', 'snapshot', **params)
+    step = {'action': 'create', 'snapname': name, 'description': description, 'vmstate': vmstate}
+    task = _write_step(_writer(client, cluster, guest), guest, step, timeout)
     out.update(changed=True, tasks=[task_record('snapshot', task)])
     return out
 
@@ -99,22 +111,9 @@ def rollback(client: Any, guest: Dict, snapname: str, start: bool = False, timeo
     :raises TaskError: the task failed (no such snapshot...). :raises GuestLockedError: locked past the timeout.
     """
     name = check_snapshot_name(snapname)
-    params: Dict[str, Any] = {'start': 1} if start else {}
-    task = _writer(client, cluster, guest).write(guest, timeout, 'POST', 'snapshot/%s/rollback' % name, **params)
+    step = {'action': 'rollback', 'snapname': name, 'start': start}
+    task = _write_step(_writer(client, cluster, guest), guest, step, timeout)
     return {'changed': True, 'snapname': name, 'tasks': [task_record('rollback', task)]}
-
-
-def delete_snapshot(client: Any, guest: Dict, snapname: str, timeout: float = DEFAULT_TIMEOUT,
-                    cluster: Optional[str] = None) -> Dict:
-    """Delete one snapshot and wait for the task; returns ``{changed, snapname, tasks}`` (no such snapshot:
-    no change)."""
-    name = check_snapshot_name(snapname)
-    out = {'changed': False, 'snapname': name, 'tasks': []}
-    if not any(s['name'] == name for s in list_snapshots(client, guest['type'], guest['node'], guest['vmid'])):
-        return out
-    task = _writer(client, cluster, guest).write(guest, timeout, 'DELETE', 'snapshot/%s' % name)
-    out.update(changed=True, tasks=[task_record('delete', task)])
-    return out
 
 
 def snapshot_tree(snapshots: List[Dict]) -> List[Dict]:
@@ -277,20 +276,8 @@ def ensure(registry: Any, req: SnapshotRequest, name: Optional[str] = None, vmid
         result['snapshots'] = before
         return result
     for step in plan['steps']:
-        action, snapname = step['action'], step['snapname']
-        if action == 'create':
-            params: Dict[str, Any] = {'snapname': snapname}
-            if step.get('description'):
-                params['description'] = step['description']
-            if step.get('vmstate') and guest['type'] == 'qemu':
-                params['vmstate'] = 1
-            task = writer.write(guest, req.timeout, 'POST', 'snapshot', **params)
-        elif action == 'delete':
-            task = writer.write(guest, req.timeout, 'DELETE', 'snapshot/%s' % snapname)
-        else:
-            task = writer.write(guest, req.timeout, 'POST', 'snapshot/%s/rollback' % snapname,
-                                **({'start': 1} if step.get('start') else {}))
-        result['tasks'].append(dict(task_record(action, task), snapname=snapname))
+        task = _write_step(writer, guest, step, req.timeout)
+        result['tasks'].append(dict(task_record(step['action'], task), snapname=step['snapname']))
     result['snapshots'] = list_snapshots(client, guest['type'], guest['node'], guest['vmid'])
     if req.state == 'rollback':
         current = client.get(writer.path(guest, 'status/current')) or {}
