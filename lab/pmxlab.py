@@ -37,6 +37,8 @@ import threading
 import time
 import uuid
 
+import pvemigrate
+
 __all__ = ['Hold', 'Lab', 'LabCluster', 'LabError', 'CLUSTER_LAYOUT', 'TOKEN_ID', 'main']
 
 PORT = 8006
@@ -290,7 +292,9 @@ def lab_pve_class():
     from fakepve import FakePve
     from pvedisks import DiskOps  # lab/: disk resize, move and unlink, modelled
 
-    class LabPve(DiskOps, FakePve):
+    # pvemigrate.PveMigrate: migration within and between the lab's clusters (lab/README.md, "Migration").
+    # pvedisks.DiskOps: a VM's resize, move_disk and unlink, a container's move_volume (lab/README.md).
+    class LabPve(pvemigrate.PveMigrate, DiskOps, FakePve):
         def __init__(self, *args, **kwargs):
             super(LabPve, self).__init__(*args, **kwargs)
             self.request_holds = []  # (method, suffix, Hold)
@@ -314,7 +318,7 @@ def lab_pve_class():
 
         async def task(self, node, ttype, tid, user, body, vm=None, lock=True, log=()):
             secs = self.task_secs.get(ttype)
-            if secs:
+            if secs and ttype not in self.self_timed_tasks:
                 work = body
 
                 async def body():  # the task takes its time before it does its work, as a clone copying disks
@@ -376,7 +380,7 @@ def _bind_error(host, port, exc):
 
 # ------------------------------------------------------------------ the lab
 
-class Lab(object):
+class Lab(pvemigrate.LabMigrationHooks):
     """Several fakepve clusters served on one private asyncio loop in a daemon thread."""
 
     def __init__(self, directory, clusters=3, guests_per_cluster=0, first_host='127.0.0.2', port=PORT,
@@ -468,6 +472,7 @@ class Lab(object):
             scratch = tempfile.mkdtemp(prefix='.pmxlab-pki-', dir=self.directory)
             try:
                 certfile, keyfile, _ = make_cert(scratch, name='pmxlab', hosts=tuple(self.hosts))
+                self._fingerprint = pvemigrate.join(clusters.values(), certfile)
                 self._serve(clusters, certfile, keyfile)
                 os.replace(certfile, self.ca_bundle)
             finally:
