@@ -83,8 +83,8 @@ def _write_step(writer: LockedWriter, guest: Dict, step: Dict, timeout: float) -
         return writer.write(guest, timeout, 'POST', 'snapshot', **params)
     if action == 'delete':
         return writer.write(guest, timeout, 'DELETE', 'snapshot/%s' % name)
-    return writer.write(guest, timeout, 'POST', 'snapshot/%s/rollback' % name, **({'start': 1} if step.get('start')
-                                                                                 else {}))
+    params = {'start': 1} if step.get('start') else {}
+    return writer.write(guest, timeout, 'POST', 'snapshot/%s/rollback' % name, **params)
 
 
 def ensure_snapshot(client: Any, guest: Dict, snapname: str, description: Optional[str] = None,

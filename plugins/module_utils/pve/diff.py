@@ -153,8 +153,10 @@ def _disk_diff(kind: GuestKind, key: str, want: Any, have: Any, label: str, move
     other_volume = bool(want_volume) and not NEW_DISK.match(want_volume) and want_volume != word(have).partition(',')[0]
     if not delta.equal:
         # Another volume named explicitly is attached as given; otherwise the options go onto the current volume.
-        diff.changes[key] = api_value(key, want) if other_volume else with_disk_options(have, want,
-                                                                                         kind.disk_default_key)
+        if other_volume:
+            diff.changes[key] = api_value(key, want)
+        else:
+            diff.changes[key] = with_disk_options(have, want, kind.disk_default_key)
     if not delta.equal or size is not None or storage is not None:
         diff.before[key] = have
         diff.after[key] = with_disk_options(diff.changes.get(key, have), want, kind.disk_default_key, size, storage)
