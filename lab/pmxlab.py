@@ -292,10 +292,12 @@ def lab_pve_class():
     from aiohttp import web
     from fakepve import FakePve
     from pvebackup import BackupModel
+    from pvedisks import DiskOps  # lab/: disk resize, move and unlink, modelled
 
     # pvemigrate.PveMigrate: migration within and between the lab's clusters (lab/README.md, "Migration");
-    # BackupModel: vzdump, prune and restore (lab/README.md, "Backups and restores").
-    class LabPve(BackupModel, pvemigrate.PveMigrate, FakePve):
+    # BackupModel: vzdump, prune and restore (lab/README.md, "Backups and restores");
+    # pvedisks.DiskOps: a VM's resize, move_disk and unlink, a container's move_volume (lab/README.md).
+    class LabPve(BackupModel, pvemigrate.PveMigrate, DiskOps, FakePve):
         def __init__(self, *args, **kwargs):
             super(LabPve, self).__init__(*args, **kwargs)
             self.request_holds = []  # (method, suffix, Hold)
@@ -647,14 +649,22 @@ class Lab(pvemigrate.LabMigrationHooks):
         self.call(lambda: pve.task_holds.append((task_type, key, hold)))
         return hold
 
+    def add_storage(self, cluster, sid, stype='lvmthin', content='images,rootdir', avail=None):
+        """One more storage on every node of ``cluster`` (pvedisks.DiskOps.add_storage): a target for disk moves;
+        ``avail``: bytes free (None: unlimited)."""
+        pve = self.clusters[cluster].pve
+        return self.call(pve.add_storage, sid, stype, content, avail)
+
+
     # ------------------------------------------------------------- faults: backups (pvebackup.py)
 
     def fill_storage(self, cluster, storage, avail=0):
-        """Storage full: ``storage`` of ``cluster`` has ``avail`` bytes left (a shared one, in every cluster).
+        """Storage full: ``storage`` of ``cluster`` has ``avail`` bytes left (a shared one, in every cluster);
+        a backup, a disk move or a resize needing more then fails with "No space left on device".
         Returns the bytes it had, for free_storage()."""
-        store = self.clusters[cluster].pve.storages[storage]
-        before = store.get('avail')
-        self.call(lambda: store.__setitem__('avail', avail))
+        pve = self.clusters[cluster].pve
+        before = pve.storages[storage].get('avail')
+        self.call(pve.fill_storage, storage, avail)
         return before
 
     def free_storage(self, cluster, storage, avail):

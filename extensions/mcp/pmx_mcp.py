@@ -67,7 +67,11 @@ from pydantic import Field  # noqa: E402
 
 from ansible_collections.pmx.multicluster.plugins.module_utils import backups, snapshots  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.config import load_config  # noqa: E402
-from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ClusterError, ConfigError  # noqa: E402
+from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (  # noqa: E402
+    ClusterError,
+    ConfigError,
+    GuestConflictError,
+)
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.lookup import source_type  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.manager import GuestManager  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.migration import Migrator, MoveSpec  # noqa: E402
@@ -86,7 +90,7 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import 
     guest_path,
     kind_of,
 )
-from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import as_bool  # noqa: E402
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import as_bool, size_bytes  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.redact import Scrubber  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.registry import ClusterRegistry  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.router import unreadable_error  # noqa: E402
@@ -382,6 +386,7 @@ def build_server(pmx: Pmx) -> MCPServer:
                 'lock', 'ha', 'pid', 'running-machine', 'running-qemu', 'tags')
         return {'cluster': route.cluster, 'route_reason': route.reason, 'guest': pmx.summary(guest),
                 'status': dict((k, v) for k, v in current.items() if k in keep), 'config': config,
+                'snapshots': snapshots.list_snapshots(client, guest['type'], guest['node'], guest['vmid']),
                 'unreadable': pmx.unread(route), 'backups': _guest_backups(client, route.cluster, guest)}
 
     @tool(READ, 'List storages')
@@ -452,6 +457,7 @@ def build_server(pmx: Pmx) -> MCPServer:
     if pmx.allow_write:
         _write_tools(pmx, tool)
         _migration_tools(pmx, tool)
+        _snapshot_disk_tools(pmx, tool)
     _backup_tools(pmx, tool)
     return server
 
@@ -776,6 +782,75 @@ def _backup_tools(pmx: Pmx, tool) -> None:
                 if replaced else ''), to_confirm='call restore_backup again with the same arguments and confirm=true')
         task = restorer.apply(plan, start=start, timeout=timeout)
         return dict(backups.public_plan(plan), changed=True, tasks=[task], config=None)
+
+
+def _snapshot_disk_tools(pmx: Pmx, tool) -> None:
+    """Snapshot deletion and retention (destructive: preview unless confirm=true) and disk growth, over the core's
+    snapshots.ensure and GuestManager (only called with PMX_MCP_ALLOW_WRITE=1)."""
+
+    def snapshot_write(request: snapshots.SnapshotRequest, name, vmid, cluster, confirm: bool, tool_name: str):
+        found = pmx.locate(name, vmid, cluster)
+        route = found[0]
+        pmx.check_writable(route.cluster)
+        result = snapshots.ensure(pmx.reg(), request, check_mode=not confirm, found=found)
+        result.pop('diff', None)
+        if not confirm:
+            result.update(preview=True, changed=False, would=('delete snapshot(s) %s of %s; this cannot be undone'
+                                                              % (', '.join(result['deleted']), result['name'])
+                                                              if result['deleted'] else 'nothing: no snapshot to '
+                                                              'delete'),
+                          to_confirm='call %s again with the same arguments and confirm=true' % tool_name)
+        return result
+
+    @tool(DESTRUCTIVE, 'Delete a snapshot')
+    def snapshot_delete(snapname: Annotated[str, Field(description='The snapshot to delete.')],
+                        name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
+                        confirm: ConfirmArg = False, timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """Delete one snapshot of a guest (no such snapshot: nothing to do). Without confirm=true it only returns
+        a preview."""
+        return snapshot_write(snapshots.SnapshotRequest(state='absent', snapname=snapname, timeout=timeout),
+                              name, vmid, cluster, confirm, 'snapshot_delete')
+
+    @tool(DESTRUCTIVE, 'Keep the newest snapshots, delete older ones')
+    def snapshot_retention(keep: Annotated[int, Field(description='How many of the newest covered snapshots stay.',
+                                                      ge=0)],
+                           name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
+                           prefix: Annotated[Optional[str], Field(
+                               description="Covers the snapshots whose names start with this (e.g. 'nightly-').")]
+                           = None,
+                           pattern: Annotated[Optional[str], Field(
+                               description="Covers the snapshots whose names match this glob.")] = None,
+                           force: Annotated[bool, Field(
+                               description='Also delete the snapshot the current state is based on.')] = False,
+                           confirm: ConfirmArg = False, timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """Of a guest's snapshots that prefix or pattern covers, keep the newest `keep` and delete the rest (others
+        are never touched). Refuses to delete the current state's parent unless force=true. Without confirm=true
+        it only returns a preview (what would be deleted and kept)."""
+        return snapshot_write(snapshots.SnapshotRequest(state='absent', keep=keep, prefix=prefix, pattern=pattern,
+                                                        force=force, timeout=timeout),
+                              name, vmid, cluster, confirm, 'snapshot_retention')
+
+    @tool(ADDITIVE, 'Grow a disk')
+    def disk_resize(disk: Annotated[str, Field(description="The disk's config key: scsi0, virtio1, rootfs, mp0...")],
+                    size: Annotated[str, Field(description="The size it should have, e.g. '40G' or '512M' (never "
+                                                           "smaller than it is).")],
+                    name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
+                    timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """Grow a disk, root file system or mount point to `size`. Already that size: nothing changes; a smaller
+        size is refused (Proxmox VE cannot shrink a disk). Returns the plan and the task."""
+        if size_bytes(size) is None:
+            raise GuestConflictError("size '%s' is not a size such as 40G or 512M; nothing was changed" % size)
+        route, client, guest = pmx.locate(name, vmid, cluster)
+        pmx.check_writable(route.cluster)
+        kind = kind_of(guest['type'])
+        config = client.get(guest_path(guest['type'], guest['node'], guest['vmid'], 'config')) or {}
+        if not kind.is_disk(disk) or disk not in config:
+            raise GuestConflictError("cluster '%s': %s '%s' has no disk '%s'; its disks: %s" % (
+                route.cluster, kind.label, guest.get('name'), disk,
+                ', '.join(k for k in sorted(config) if kind.is_disk(k)) or '(none)'), route.cluster)
+        spec = GuestSpec(name=guest.get('name'), vmid=int(guest['vmid']), cluster=cluster, timeout=timeout,
+                         config={disk: 'size=%s' % size.strip().upper()})
+        return pmx.write_result(route, pmx.manager(guest['type']).ensure('present', spec, route=route))
 
 
 # ------------------------------------------------------------------ start

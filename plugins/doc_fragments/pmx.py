@@ -216,6 +216,20 @@ options:
       - With V(false) the settings only serve to create a missing guest.
     type: bool
     default: true
+  move_disks:
+    description:
+      - Move an existing disk (or root file system / mount point) to the storage its value names, when it is on
+        another one (Proxmox VE's move_disk / move_volume, which copies it). Without it such a difference is
+        only a warning.
+      - A container is moved only when stopped; Proxmox VE refuses to move the volumes of a running one.
+    type: bool
+    default: false
+  delete_moved_source:
+    description:
+      - After a move (O(move_disks)), delete the source volume. Without it Proxmox VE keeps the source as an
+        C(unusedN) entry of the guest's configuration, so that nothing is lost by mistake.
+    type: bool
+    default: false
 '''
 
     # For the modules of the action group pmx (meta/runtime.yml).
