@@ -39,6 +39,7 @@ import uuid
 
 import pvefleet
 import pvemigrate
+from pvebackup import SHARED_BACKUP_STORAGE, share_backup_storage
 
 __all__ = ['Hold', 'Lab', 'LabCluster', 'LabError', 'CLUSTER_LAYOUT', 'TOKEN_ID', 'main']
 
@@ -291,10 +292,14 @@ def lab_pve_class():
         return _LAB_PVE
     from aiohttp import web
     from fakepve import FakePve
+    from pvebackup import BackupModel
+    from pvedisks import DiskOps  # lab/: disk resize, move and unlink, modelled
 
-    # pvemigrate.PveMigrate: migration within and between the lab's clusters (lab/README.md, "Migration").
+    # pvemigrate.PveMigrate: migration within and between the lab's clusters (lab/README.md, "Migration");
+    # BackupModel: vzdump, prune and restore (lab/README.md, "Backups and restores");
+    # pvedisks.DiskOps: a VM's resize, move_disk and unlink, a container's move_volume (lab/README.md).
     # pvefleet.TaskConcurrency: the most tasks running at once (Lab.most_running).
-    class LabPve(pvefleet.TaskConcurrency, pvemigrate.PveMigrate, FakePve):
+    class LabPve(pvefleet.TaskConcurrency, BackupModel, pvemigrate.PveMigrate, DiskOps, FakePve):
         def __init__(self, *args, **kwargs):
             super(LabPve, self).__init__(*args, **kwargs)
             self.request_holds = []  # (method, suffix, Hold)
@@ -384,7 +389,8 @@ class Lab(pvemigrate.LabMigrationHooks):
     """Several fakepve clusters served on one private asyncio loop in a daemon thread."""
 
     def __init__(self, directory, clusters=3, guests_per_cluster=0, first_host='127.0.0.2', port=PORT,
-                 time_scale=0.0, latency=0.0, nodes_per_cluster=3, task_secs=None):
+                 time_scale=0.0, latency=0.0, nodes_per_cluster=3, task_secs=None,
+                 backup_storage=SHARED_BACKUP_STORAGE):
         if int(clusters) < 1:
             raise LabError('a lab needs at least one cluster')
         if int(nodes_per_cluster) < 1:
@@ -401,6 +407,8 @@ class Lab(pvemigrate.LabMigrationHooks):
         # PVE seconds each task type takes ({'qmclone': 3, 'qmstart': 1}); they need time_scale > 0 to cost time.
         self.task_secs = dict((str(k), float(v)) for k, v in (task_secs or {}).items())
         self.nodes_per_cluster = int(nodes_per_cluster)
+        # An NFS backup storage every cluster defines (the same files): see pvebackup.share_backup_storage.
+        self.backup_storage = backup_storage
         self.hosts = lab_hosts(first_host, self.count)
         self.env_file = os.path.join(self.directory, '.env')
         self.ca_bundle = os.path.join(self.directory, 'ca.pem')
@@ -447,6 +455,8 @@ class Lab(pvemigrate.LabMigrationHooks):
             token_secret = str(uuid.uuid4())
             pve.apitokens[TOKEN_ID] = token_secret
             populate(pve, name, index, prefix, tier, nodes, self.guests_per_cluster)
+            if self.backup_storage:
+                share_backup_storage([pve], self.backup_storage, shared_with=built.values())
             built[name] = LabCluster(name=name, host=host, url='https://{0}:{1}'.format(host, self.port), pve=pve,
                                      token_id=TOKEN_ID, token_secret=token_secret, region=region, tier=tier,
                                      patterns=[prefix + '-*'], prefix=prefix, nodes=nodes, index=index,
@@ -640,6 +650,57 @@ class Lab(pvemigrate.LabMigrationHooks):
         key = None if vmid is None else str(vmid)
         self.call(lambda: pve.task_holds.append((task_type, key, hold)))
         return hold
+
+    def add_storage(self, cluster, sid, stype='lvmthin', content='images,rootdir', avail=None):
+        """One more storage on every node of ``cluster`` (pvedisks.DiskOps.add_storage): a target for disk moves;
+        ``avail``: bytes free (None: unlimited)."""
+        pve = self.clusters[cluster].pve
+        return self.call(pve.add_storage, sid, stype, content, avail)
+
+
+    # ------------------------------------------------------------- faults: backups (pvebackup.py)
+
+    def fill_storage(self, cluster, storage, avail=0):
+        """Storage full: ``storage`` of ``cluster`` has ``avail`` bytes left (a shared one, in every cluster);
+        a backup, a disk move or a resize needing more then fails with "No space left on device".
+        Returns the bytes it had, for free_storage()."""
+        pve = self.clusters[cluster].pve
+        before = pve.storages[storage].get('avail')
+        self.call(pve.fill_storage, storage, avail)
+        return before
+
+    def free_storage(self, cluster, storage, avail):
+        """Undo fill_storage() with the bytes it returned."""
+        store = self.clusters[cluster].pve.storages[storage]
+        self.call(lambda: store.__setitem__('avail', avail))
+
+    def hold_backup_lock(self, cluster, vmid):
+        """Another vzdump runs on guest ``vmid``: its config lock 'backup' and its node's vzdump lock are held
+        until the returned Hold is released."""
+        hold = self._hold(1)
+        pve = self.clusters[cluster].pve
+        self.call(lambda: pve.hold_backup(vmid, hold))
+        hold.wait_reached(10)
+        return hold
+
+    def lose_archive(self, cluster, volid):
+        """Archive missing: the backup file behind ``volid`` is gone (deleted on the NFS server behind PVE's
+        back); returns its volume record, for restore_archive()."""
+        pve = self.clusters[cluster].pve
+        sid, _sep, volname = volid.partition(':')
+        return self.call(lambda: pve.storages[sid]['volumes'].pop(volname))
+
+    def restore_archive(self, cluster, volid, record):
+        """Undo lose_archive()."""
+        pve = self.clusters[cluster].pve
+        sid, _sep, volname = volid.partition(':')
+        self.call(lambda: pve.storages[sid]['volumes'].__setitem__(volname, record))
+
+    def backups(self, cluster, storage=SHARED_BACKUP_STORAGE, vmid=None):
+        """The backup volume ids on a storage of a cluster (of one guest), oldest first."""
+        pve = self.clusters[cluster].pve
+        items = [b for b in pve._backups_on(storage) if vmid is None or b['vmid'] == int(vmid)]
+        return [b['volid'] for b in sorted(items, key=lambda b: (b['ctime'], b['volid']))]
 
     def most_running(self, cluster, node=None):
         """The most tasks that ran at once on ``cluster`` (on one ``node`` of it, if given) since the lab

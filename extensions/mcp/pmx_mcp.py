@@ -14,8 +14,8 @@ assistant can show the user what to fix.
 
 Read tools are always there. Write tools exist only with PMX_MCP_ALLOW_WRITE=1;
 PMX_MCP_WRITE_CLUSTERS=staging,dr limits them to those clusters. Destructive
-writes (stop, delete, rollback) answer with a preview unless called with
-confirm=true. Routing, guest lifecycle and errors are the collection's core
+writes (stop, delete, rollback, prune_backups, restore_backup) answer with a
+preview unless called with confirm=true. Routing, guest lifecycle and errors are the collection's core
 (module_utils), the same as the pmx_vm module's.
 
 A read that spans clusters (list_clusters, cluster_status, list_nodes,
@@ -65,11 +65,16 @@ from mcp.server.mcpserver.exceptions import ToolError  # noqa: E402
 from mcp.types import CallToolResult, TextContent, ToolAnnotations  # noqa: E402
 from pydantic import Field  # noqa: E402
 
-from ansible_collections.pmx.multicluster.plugins.module_utils import fleet, selection, snapshots  # noqa: E402
+from ansible_collections.pmx.multicluster.plugins.module_utils import backups, fleet, selection, snapshots  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.config import load_config  # noqa: E402
-from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ClusterError, ConfigError  # noqa: E402
+from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (  # noqa: E402
+    ClusterError,
+    ConfigError,
+    GuestConflictError,
+)
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.lookup import source_type  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.manager import GuestManager  # noqa: E402
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests.migration import Migrator, MoveSpec  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import GuestSpec, simple_vm_config  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.health import (  # noqa: E402
     GUEST_TYPES,
@@ -85,7 +90,7 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import 
     guest_path,
     kind_of,
 )
-from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import as_bool  # noqa: E402
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import as_bool, size_bytes  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.redact import Scrubber  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.registry import ClusterRegistry  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.router import unreadable_error  # noqa: E402
@@ -279,8 +284,8 @@ def build_server(pmx: Pmx) -> MCPServer:
         instructions='Several Proxmox VE clusters managed as one. A guest is routed to its cluster by an explicit '
                      'cluster, else its name pattern (see list_clusters and route_guest), else where it exists, '
                      'else the default cluster. Cluster-wide reads cover every cluster; one that is down is '
-                     'reported in the answer. ' + writes + ' Stop, delete and rollback need confirm=true; '
-                     'without it they only preview.')
+                     'reported in the answer. ' + writes + ' Stop, delete, rollback, prune_backups and '
+                     'restore_backup need confirm=true; without it they only preview.')
 
     def tool(annotations: ToolAnnotations, title: str):
         def register(fn: Callable) -> Callable:
@@ -381,7 +386,8 @@ def build_server(pmx: Pmx) -> MCPServer:
                 'lock', 'ha', 'pid', 'running-machine', 'running-qemu', 'tags')
         return {'cluster': route.cluster, 'route_reason': route.reason, 'guest': pmx.summary(guest),
                 'status': dict((k, v) for k, v in current.items() if k in keep), 'config': config,
-                'unreadable': pmx.unread(route)}
+                'snapshots': snapshots.list_snapshots(client, guest['type'], guest['node'], guest['vmid']),
+                'unreadable': pmx.unread(route), 'backups': _guest_backups(client, route.cluster, guest)}
 
     @tool(READ, 'List storages')
     def list_storages(cluster: ClusterFilter = None) -> dict[str, Any]:
@@ -450,7 +456,10 @@ def build_server(pmx: Pmx) -> MCPServer:
 
     if pmx.allow_write:
         _write_tools(pmx, tool)
+        _migration_tools(pmx, tool)
+        _snapshot_disk_tools(pmx, tool)
         _fleet_tools(pmx, tool)
+    _backup_tools(pmx, tool)
     return server
 
 
@@ -661,6 +670,243 @@ def _fleet_tools(pmx: Pmx, tool) -> None:
         else:
             out['changed'] = any(r['changed'] for r in results)
         return out
+
+
+
+def _migration_tools(pmx: Pmx, tool) -> None:
+    """Register migrate_guest (only called with PMX_MCP_ALLOW_WRITE=1): the core's Migrator, previewed first."""
+
+    @tool(DESTRUCTIVE, 'Move a guest to another node or cluster')
+    def migrate_guest(name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
+                      target_node: Annotated[Optional[str], Field(
+                          description='Node to move it to: in its own cluster, or with target_cluster in that one.')]
+                      = None,
+                      target_cluster: Annotated[Optional[str], Field(
+                          description='Another cluster to move it to (a remote migration).')] = None,
+                      storage_map: Annotated[Optional[Dict[str, str]], Field(
+                          description="Source storage -> target storage, e.g. {'local-lvm': 'ceph'}.")] = None,
+                      target_storage: Annotated[Optional[str], Field(
+                          description='One storage for all its disks on the target.')] = None,
+                      bridge_map: Annotated[Optional[Dict[str, str]], Field(
+                          description="Source bridge -> target bridge (between clusters), e.g. {'vmbr0': 'vmbr1'}.")]
+                      = None,
+                      with_local_disks: Annotated[bool, Field(
+                          description='Allow a live move within the cluster to copy disks on local storage.')] = False,
+                      target_vmid: Annotated[Optional[int], Field(
+                          description='Its vmid on the target cluster; default: its own when free there, else the '
+                                      'next free one.', ge=100, le=999999999)] = None,
+                      delete_source: Annotated[bool, Field(
+                          description='Between clusters: delete the source once moved (default: keep it stopped and '
+                                      'locked, as Proxmox VE does).')] = False,
+                      confirm: ConfirmArg = False,
+                      timeout: Annotated[int, Field(description='Seconds to wait for each task of the move.', ge=1,
+                                                    le=7200)] = 900) -> dict[str, Any]:
+        """Move a VM or container to another node of its cluster (live for a running VM, restart mode for a running
+        container) or to another cluster. Without confirm=true it only returns the plan: where it is, where it
+        would go, the storage and bridge maps, the target vmid and the checks made. Nothing moves then."""
+        registry = pmx.reg()
+        spec = MoveSpec(name=name, vmid=vmid, cluster=cluster, target_node=target_node, target_cluster=target_cluster,
+                        storage_map=dict(storage_map or {}), target_storage=target_storage,
+                        bridge_map=dict(bridge_map or {}), with_local_disks=with_local_disks, target_vmid=target_vmid,
+                        delete_source=delete_source, timeout=timeout)
+        plan = Migrator(registry, check_mode=True, scrub=pmx.scrub).ensure(spec)
+        for side in ('was', 'now'):
+            pmx.check_writable(plan[side]['cluster'])
+        if not confirm or not plan['changed']:
+            out = dict(plan, preview=not plan['changed'] or not confirm, changed=False)
+            out['would'] = ('nothing: it is already there' if not plan['changed'] else
+                            'move %s from %s/%s to %s/%s' % (plan['name'], plan['was']['cluster'], plan['was']['node'],
+                                                             plan['now']['cluster'],
+                                                             plan['now']['node'] or '(the node Proxmox VE picks)'))
+            if plan['changed']:
+                out['to_confirm'] = 'call migrate_guest again with the same arguments and confirm=true'
+            return out
+        return Migrator(registry, scrub=pmx.scrub).ensure(spec)
+
+
+# ------------------------------------------------------------------ backups
+
+def _guest_backups(client, cluster: str, guest: Dict) -> Dict:
+    """A guest's backups on its cluster's backup storages, newest first (for guest_details); a storage that
+    cannot be read is named in ``errors``, it does not fail the answer."""
+    rows, errors = [], []
+    try:
+        storages = backups.backup_storages(client, cluster)
+    except ClusterError as exc:
+        return {'backups': [], 'errors': [{'storage': None, 'error': str(exc)}]}
+    for info in storages:
+        try:
+            rows.extend(backups.guest_backups(client, cluster, info['storage'], guest.get('name')))
+        except ClusterError as exc:
+            errors.append({'storage': info['storage'], 'error': str(exc)})
+    rows.sort(key=lambda r: (-r['ctime'], r['volid']))
+    return {'backups': rows, 'errors': errors}
+
+
+def _backup_tools(pmx: Pmx, tool) -> None:
+    """list_backups (always); backup_now, prune_backups and restore_backup with PMX_MCP_ALLOW_WRITE=1."""
+    StorageArg = Annotated[Optional[str], Field(description="Backup storage (content 'backup'), e.g. 'backup-nfs'. "
+                                                            'Optional for listing: every backup storage.')]
+
+    @tool(READ, 'List backups of a guest')
+    def list_backups(name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
+                     storage: StorageArg = None) -> dict[str, Any]:
+        """The backups of a guest on a cluster's backup storages, newest first, with time (UTC), size and notes.
+        With cluster, a guest that does not exist there (a disaster-recovery cluster reading a shared backup
+        storage) is found by the name its backups hold."""
+        check_guest_name(name)
+        check_vmid(vmid)
+        if not name and vmid is None:
+            raise ClusterError('give name or vmid')
+        route = pmx.reg().select(cluster=cluster, name=name, vmid=vmid, lookup=True, strict=False)
+        rows = backups.backups_of(pmx.reg().client(route.cluster), route.cluster, name, vmid, storage)
+        return {'cluster': route.cluster, 'route_reason': route.reason, 'backups': rows,
+                'unreadable': pmx.unread(route)}
+
+    if not pmx.allow_write:
+        return
+
+    @tool(DISRUPTIVE, 'Back up a guest now')
+    def backup_now(storage: Annotated[str, Field(description="Backup storage, e.g. 'backup-nfs'.")],
+                   name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
+                   mode: Annotated[Literal['snapshot', 'suspend', 'stop'], Field(
+                       description='snapshot keeps the guest running; suspend pauses it; stop shuts it down for '
+                                   'the backup and starts it again.')] = 'snapshot',
+                   notes: Annotated[str, Field(description='Notes; {{guestname}}, {{vmid}}, {{node}}, {{cluster}} '
+                                                           'are replaced.')] = backups.DEFAULT_NOTES,
+                   protected: Annotated[bool, Field(description='Protect it from pruning and deletion.')] = False,
+                   timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """Run a backup (vzdump) of one guest now and wait for it; returns the archive's volume id, size and
+        time. A guest locked by another task is waited for up to timeout."""
+        route, client, guest = pmx.locate(name, vmid, cluster)
+        pmx.check_writable(route.cluster)
+        row = backups.Backups(client, route.cluster).backup(guest, storage, mode, 'zstd', notes, protected, timeout)
+        return {'cluster': route.cluster, 'route_reason': route.reason, 'guest': pmx.summary(guest),
+                'changed': True, 'archive': row}
+
+    @tool(DESTRUCTIVE, 'Prune backups of a guest')
+    def prune_backups(storage: Annotated[str, Field(description='Backup storage.')],
+                      keep_last: Annotated[int, Field(description='Keep the newest N backups.', ge=1)],
+                      name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
+                      confirm: ConfirmArg = False) -> dict[str, Any]:
+        """Delete the backups of a guest beyond the newest keep_last (protected ones always stay). Without
+        confirm=true it only returns a preview of what would be deleted."""
+        route, client, guest = pmx.locate(name, vmid, cluster)
+        pmx.check_writable(route.cluster)
+        rows = backups.guest_backups(client, route.cluster, storage, guest.get('name'))
+        done = backups.Backups(client, route.cluster, check_mode=not confirm).prune(storage, {'last': keep_last},
+                                                                                   rows)
+        out = {'cluster': route.cluster, 'route_reason': route.reason, 'guest': pmx.summary(guest),
+               'changed': bool(confirm and done['removed']), 'removed': done['removed'], 'kept': done['kept']}
+        if not confirm:
+            out.update(preview=True, would='delete %d backup(s) of %s: %s' % (
+                len(done['removed']), guest.get('name'), ', '.join(done['removed']) or 'none'),
+                to_confirm='call prune_backups again with the same arguments and confirm=true')
+        return out
+
+    @tool(DESTRUCTIVE, 'Restore a guest from a backup')
+    def restore_backup(name: NameArg = None, cluster: ClusterArg = None,
+                       archive: Annotated[Optional[str], Field(
+                           description='Backup volume id; default: the newest backup of name on the cluster.')] = None,
+                       storage: StorageArg = None,
+                       new_name: Annotated[Optional[str], Field(description='Name of the restored guest.')] = None,
+                       vmid: VmidArg = None,
+                       node: Annotated[Optional[str], Field(description='Target node.')] = None,
+                       target_storage: Annotated[Optional[str], Field(description='Storage for the disks.')] = None,
+                       bridge: Annotated[Optional[str], Field(description='Bridge for every network device.')] = None,
+                       force: Annotated[bool, Field(description='Replace an existing stopped guest of that name or '
+                                                                'vmid.')] = False,
+                       start: Annotated[bool, Field(description='Start it once restored.')] = False,
+                       confirm: ConfirmArg = False, timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """Create a guest from a backup on the given (or routed) cluster: the DR case is name + cluster only.
+        An existing guest of that name is left alone unless force. Without confirm=true it only returns the plan
+        (archive, cluster, node, vmid, and what it would replace)."""
+        restorer = backups.Restore(pmx.reg())
+        plan = restorer.plan(cluster=cluster, name=name, archive=archive, storage=storage, new_name=new_name,
+                             vmid=vmid, node=node, target_storage=target_storage, bridge=bridge, force=force)
+        pmx.check_writable(plan['cluster'])
+        out = backups.public_plan(plan)
+        out.pop('config', None)
+        if plan['exists']:
+            return dict(out, changed=False, would='nothing: %s exists on %s; force=true replaces it'
+                        % (plan['name'], plan['cluster']))
+        if not confirm:
+            replaced = plan['replaced']
+            return dict(out, preview=True, changed=False, would='restore %s as %s (vmid %s) on node %s of %s%s' % (
+                plan['archive'], plan['name'], plan['vmid'], plan['node'], plan['cluster'],
+                ', replacing %s (vmid %s, %s)' % (replaced['name'], replaced['vmid'], replaced['status'])
+                if replaced else ''), to_confirm='call restore_backup again with the same arguments and confirm=true')
+        task = restorer.apply(plan, start=start, timeout=timeout)
+        return dict(backups.public_plan(plan), changed=True, tasks=[task], config=None)
+
+
+def _snapshot_disk_tools(pmx: Pmx, tool) -> None:
+    """Snapshot deletion and retention (destructive: preview unless confirm=true) and disk growth, over the core's
+    snapshots.ensure and GuestManager (only called with PMX_MCP_ALLOW_WRITE=1)."""
+
+    def snapshot_write(request: snapshots.SnapshotRequest, name, vmid, cluster, confirm: bool, tool_name: str):
+        found = pmx.locate(name, vmid, cluster)
+        route = found[0]
+        pmx.check_writable(route.cluster)
+        result = snapshots.ensure(pmx.reg(), request, check_mode=not confirm, found=found)
+        result.pop('diff', None)
+        if not confirm:
+            result.update(preview=True, changed=False, would=('delete snapshot(s) %s of %s; this cannot be undone'
+                                                              % (', '.join(result['deleted']), result['name'])
+                                                              if result['deleted'] else 'nothing: no snapshot to '
+                                                              'delete'),
+                          to_confirm='call %s again with the same arguments and confirm=true' % tool_name)
+        return result
+
+    @tool(DESTRUCTIVE, 'Delete a snapshot')
+    def snapshot_delete(snapname: Annotated[str, Field(description='The snapshot to delete.')],
+                        name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
+                        confirm: ConfirmArg = False, timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """Delete one snapshot of a guest (no such snapshot: nothing to do). Without confirm=true it only returns
+        a preview."""
+        return snapshot_write(snapshots.SnapshotRequest(state='absent', snapname=snapname, timeout=timeout),
+                              name, vmid, cluster, confirm, 'snapshot_delete')
+
+    @tool(DESTRUCTIVE, 'Keep the newest snapshots, delete older ones')
+    def snapshot_retention(keep: Annotated[int, Field(description='How many of the newest covered snapshots stay.',
+                                                      ge=0)],
+                           name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
+                           prefix: Annotated[Optional[str], Field(
+                               description="Covers the snapshots whose names start with this (e.g. 'nightly-').")]
+                           = None,
+                           pattern: Annotated[Optional[str], Field(
+                               description="Covers the snapshots whose names match this glob.")] = None,
+                           force: Annotated[bool, Field(
+                               description='Also delete the snapshot the current state is based on.')] = False,
+                           confirm: ConfirmArg = False, timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """Of a guest's snapshots that prefix or pattern covers, keep the newest `keep` and delete the rest (others
+        are never touched). Refuses to delete the current state's parent unless force=true. Without confirm=true
+        it only returns a preview (what would be deleted and kept)."""
+        return snapshot_write(snapshots.SnapshotRequest(state='absent', keep=keep, prefix=prefix, pattern=pattern,
+                                                        force=force, timeout=timeout),
+                              name, vmid, cluster, confirm, 'snapshot_retention')
+
+    @tool(ADDITIVE, 'Grow a disk')
+    def disk_resize(disk: Annotated[str, Field(description="The disk's config key: scsi0, virtio1, rootfs, mp0...")],
+                    size: Annotated[str, Field(description="The size it should have, e.g. '40G' or '512M' (never "
+                                                           "smaller than it is).")],
+                    name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
+                    timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        """Grow a disk, root file system or mount point to `size`. Already that size: nothing changes; a smaller
+        size is refused (Proxmox VE cannot shrink a disk). Returns the plan and the task."""
+        if size_bytes(size) is None:
+            raise GuestConflictError("size '%s' is not a size such as 40G or 512M; nothing was changed" % size)
+        route, client, guest = pmx.locate(name, vmid, cluster)
+        pmx.check_writable(route.cluster)
+        kind = kind_of(guest['type'])
+        config = client.get(guest_path(guest['type'], guest['node'], guest['vmid'], 'config')) or {}
+        if not kind.is_disk(disk) or disk not in config:
+            raise GuestConflictError("cluster '%s': %s '%s' has no disk '%s'; its disks: %s" % (
+                route.cluster, kind.label, guest.get('name'), disk,
+                ', '.join(k for k in sorted(config) if kind.is_disk(k)) or '(none)'), route.cluster)
+        spec = GuestSpec(name=guest.get('name'), vmid=int(guest['vmid']), cluster=cluster, timeout=timeout,
+                         config={disk: 'size=%s' % size.strip().upper()})
+        return pmx.write_result(route, pmx.manager(guest['type']).ensure('present', spec, route=route))
 
 
 # ------------------------------------------------------------------ start

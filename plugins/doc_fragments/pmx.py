@@ -80,6 +80,14 @@ options:
       default_bridge:
         description: Bridge for new guests' networks when none is given.
         type: str
+      fingerprint:
+        description:
+          - SHA-256 fingerprint of the cluster's API certificate (V(AA:BB:...), 32 bytes; 64 hex digits without
+            C(:) are accepted too).
+          - Given to Proxmox VE when a guest moves to this cluster from another one (M(pmx.multicluster.pmx_migrate)).
+            Without it the fingerprint is read from the API's certificate over a verified TLS connection, so it is
+            needed only when the certificate cannot be verified here.
+        type: str
   default_cluster:
     description:
       - The cluster used when no other routing rule applies.
@@ -208,6 +216,20 @@ options:
       - With V(false) the settings only serve to create a missing guest.
     type: bool
     default: true
+  move_disks:
+    description:
+      - Move an existing disk (or root file system / mount point) to the storage its value names, when it is on
+        another one (Proxmox VE's move_disk / move_volume, which copies it). Without it such a difference is
+        only a warning.
+      - A container is moved only when stopped; Proxmox VE refuses to move the volumes of a running one.
+    type: bool
+    default: false
+  delete_moved_source:
+    description:
+      - After a move (O(move_disks)), delete the source volume. Without it Proxmox VE keeps the source as an
+        C(unusedN) entry of the guest's configuration, so that nothing is lost by mistake.
+    type: bool
+    default: false
 '''
 
     # For the modules of the action group pmx (meta/runtime.yml).

@@ -187,7 +187,6 @@ cache_connection: ~/.cache/pmx-inventory
 cache_timeout: 300
 '''
 
-import ipaddress
 import os
 import time
 from collections import Counter
@@ -199,9 +198,14 @@ from ansible.inventory.group import to_safe_group_name
 from ansible.module_utils.common.text.converters import to_native, to_text
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
-from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ApiError, ClusterError
+from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ClusterError
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests.facts import (  # noqa: F401 (addresses: the API)
+    addresses,
+    agent_enabled,
+    guest_addresses,
+)
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import guest_path
-from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import as_bool, parse_tags
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import parse_tags
 from ansible_collections.pmx.multicluster.plugins.module_utils.redact import Scrubber
 
 if hasattr(ansible_template, 'trust_as_template'):
@@ -251,31 +255,6 @@ def normalise(cluster, item):
         value = item.get(key)
         record[key] = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
     return record
-
-
-def addresses(interfaces):
-    """The IP addresses of a guest's interfaces (QEMU agent or LXC format): IPv4 first, no loopback or link-local."""
-    found = []
-    for iface in interfaces or []:
-        if not isinstance(iface, dict) or iface.get('name') == 'lo':
-            continue
-        for entry in iface.get('ip-addresses') or []:
-            try:
-                address = ipaddress.ip_address(to_text(entry.get('ip-address', '')).split('%')[0])
-            except ValueError:
-                continue
-            if address.is_loopback or address.is_link_local or address.is_unspecified:
-                continue
-            if str(address) not in [str(a) for a in found]:
-                found.append(address)
-    return [str(a) for a in sorted(found, key=lambda a: a.version)]
-
-
-def agent_enabled(config):
-    """Whether a QEMU config turns the guest agent on (``agent: 1`` or ``agent: enabled=1,...``)."""
-    value = to_text((config or {}).get('agent', '0'))
-    first = value.split(',')[0]
-    return as_bool(first.split('=')[-1]) is True
 
 
 def hostnames(records, template):
@@ -521,18 +500,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     @staticmethod
     def _ips(client, record, base, config):
-        if record['status'] != 'running':
-            return []
-        if record['type'] == 'lxc':
-            return addresses(client.get(base + '/interfaces'))
-        if config is not None and not agent_enabled(config):
-            return []
-        try:
-            answer = client.get(base + '/agent/network-get-interfaces') or {}
-        except ApiError:
-            # The agent is not installed or not running: common, and not an error of the inventory.
-            return []
-        return addresses(answer.get('result') if isinstance(answer, dict) else answer)
+        return guest_addresses(client, record, config)
 
     # ----------------------------------------------------------- populate
 

@@ -65,6 +65,8 @@ def pmx_guest_argument_spec() -> Dict[str, Any]:
         timeout=dict(type='int', default=DEFAULT_TIMEOUT),
         restart_on_change=dict(type='bool', default=False),
         update=dict(type='bool', default=True),
+        move_disks=dict(type='bool', default=False),
+        delete_moved_source=dict(type='bool', default=False),
     )
 
 

@@ -80,6 +80,19 @@ __all__ = [
 CLUSTER_NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
 PEM_CERTIFICATE = re.compile(br'-----BEGIN (?:TRUSTED )?CERTIFICATE-----')
 CONTROL_CHARACTER = re.compile(r'[\x00-\x1f\x7f]')
+FINGERPRINT_RE = re.compile(r'^(?:[0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$')
+
+
+def normalise_fingerprint(text: str, what: str) -> str:
+    """A SHA-256 certificate fingerprint as PVE writes it (``AA:BB:...``, 32 bytes); a ConfigError else."""
+    value = text.strip()
+    if re.fullmatch(r'[0-9A-Fa-f]{64}', value):
+        value = ':'.join(value[i:i + 2] for i in range(0, 64, 2))
+    if not FINGERPRINT_RE.match(value):
+        raise ConfigError("%s must be the SHA-256 fingerprint of the cluster's API certificate, 32 hex bytes separated "
+                          "by ':' (on a node: openssl x509 -in /etc/pve/local/pve-ssl.pem -noout -fingerprint "
+                          "-sha256), got %r" % (what, value[:120]))
+    return value.upper()
 
 
 # --------------------------------------------------------------------------------- the variable sources
@@ -265,6 +278,9 @@ def _build_cluster(name: str, raw: Dict, warnings: List[str]) -> ClusterConfig:
         if pattern in ('*',) or re.search(r'\s', pattern):
             raise ConfigError("%s: pattern %r is not allowed: it must not contain spaces and must not match "
                               "every name (use PROXMOX_DEFAULT_CLUSTER for a catch-all)" % (what('patterns'), pattern))
+    fingerprint = raw.get('fingerprint') or None
+    if fingerprint:
+        fingerprint = normalise_fingerprint(str(fingerprint), what('fingerprint'))
     if not verify:
         warnings.append("TLS certificate verification is off for cluster '%s': anyone on the network path "
                         "can read its token. Prefer %sCA_BUNDLE." % (name, prefix))
@@ -273,7 +289,7 @@ def _build_cluster(name: str, raw: Dict, warnings: List[str]) -> ClusterConfig:
         ca_bundle=ca_bundle if verify else None, timeout=timeout,
         region=raw.get('region') or None, tier=raw.get('tier') or None, patterns=patterns,
         default_node=raw.get('default_node') or None, default_storage=raw.get('default_storage') or None,
-        default_bridge=raw.get('default_bridge') or None)
+        default_bridge=raw.get('default_bridge') or None, fingerprint=fingerprint)
 
 
 def _explicit_clusters(explicit) -> 'OrderedDict[str, Dict]':

@@ -156,6 +156,10 @@ class GuestConflictError(ClusterError):
     """The request contradicts the cluster's state: name and vmid disagree, wrong guest type, a template to start..."""
 
 
+class MigrationError(ClusterError):
+    """A guest cannot move as asked (a precondition PVE checks, HA, a move left midway), said before any write."""
+
+
 class NodeOfflineError(ClusterError):
     """The node a guest lives on (or the one asked for) is offline."""
 

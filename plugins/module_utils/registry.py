@@ -34,7 +34,16 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
     UnreadableClustersError,
 )
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import KINDS
-from ansible_collections.pmx.multicluster.plugins.module_utils.router import Located, Route, Router, same_name
+from ansible_collections.pmx.multicluster.plugins.module_utils.router import (
+    Located,
+    Route,
+    Router,
+    describe_target,
+    kept_source,
+    live_clusters,
+    same_name,
+    unreadable_error,
+)
 
 GUEST_TYPES = tuple(KINDS)
 
@@ -240,6 +249,31 @@ class ClusterRegistry:
                 % (name, route.cluster, route.reason, names, '; '.join(found.unreadable.values()), route.cluster,
                    names), found.unreadable)
 
+    def follow_move(self, route: Route, name: Optional[str], entry: Optional[Dict]) -> Optional[Route]:
+        """Where a guest moved to, when a routing rule sent it to a cluster that no longer holds it live.
+
+        After a move between clusters the name's pattern may still point at the old cluster, which holds
+        nothing (the source was deleted) or only the kept source (stopped, locked ``migrate``). When exactly one
+        other cluster holds the name live, that is the guest: a route there (``located``, ``moved_from`` the old
+        cluster). None when the route was not by a rule, the entry is live, or no single other cluster has it.
+
+        :raises UnreadableClustersError: another cluster could not be read to tell.
+        """
+        if not name or not route.by_rule or (entry is not None and not kept_source(entry)):
+            return None
+        others = [n for n in self.names if n != route.cluster]
+        if not others:
+            return None
+        found = self.locate(name=name, names=others)
+        live = live_clusters(found.entries)
+        if len(live) == 1 and not found.unreadable:
+            return Route(live[0], 'located', [live[0]], entries=list(found.entries[live[0]]),
+                         moved_from=[route.cluster])
+        if entry is not None and found.unreadable:
+            # The kept source says the guest moved: where to cannot be told without the unread clusters.
+            raise unreadable_error(describe_target(name), [], found.unreadable)
+        return None
+
     def find_guest(self, name: Optional[str] = None, vmid: Optional[int] = None, cluster: Optional[str] = None,
                    strict: bool = True) -> Tuple[Route, Any, Dict]:
         """(route, client, /cluster/resources entry) of an existing guest of either type, routed as the modules route.
@@ -258,6 +292,11 @@ class ClusterRegistry:
                  and (vmid is None or int(g.get('vmid', -1)) == int(vmid))
                  and (not name or same_name(g.get('name'), name))]
         what = ' '.join(filter(None, ["'%s'" % name if name else '', '(vmid %s)' % vmid if vmid is not None else '']))
+        if vmid is None and len(found) < 2:
+            # A guest moved away from where its name points: follow it (never to the kept source).
+            moved = self.follow_move(route, name, found[0] if found else None)
+            if moved is not None:
+                return moved, self.client(moved.cluster), moved.entries[0]
         if not found:
             unread = ''
             if route.unreadable:

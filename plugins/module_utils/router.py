@@ -37,6 +37,25 @@ def same_name(a: Optional[str], b: Optional[str]) -> bool:
     return a is not None and b is not None and str(a).lower() == str(b).lower()
 
 
+# The config lock PVE leaves on the source of a move to another cluster that keeps the source (qm remote-migrate
+# without --delete): the guest stays, stopped and locked, so that it is not started beside its copy.
+MIGRATE_LOCK = 'migrate'
+
+
+def kept_source(entry: Dict) -> bool:
+    """Whether a /cluster/resources entry is the kept source of a finished move: stopped and locked ``migrate``."""
+    return entry.get('lock') == MIGRATE_LOCK and entry.get('status') == 'stopped'
+
+
+def live_clusters(entries: Dict[str, List[Dict]]) -> List[str]:
+    """Of the clusters where a guest's name was found, those where it is live: not only kept sources of a move.
+
+    After a move between clusters that kept the source, the name exists twice: the copy (live) and the source
+    (stopped, locked ``migrate``). The copy is the guest; the kept source is not a second one.
+    """
+    return [cluster for cluster, hits in entries.items() if hits and not all(kept_source(g) for g in hits)]
+
+
 @dataclass
 class Located:
     """Where a guest with a given name or vmid exists, and which clusters could not be read to tell."""
@@ -64,6 +83,8 @@ class Route:
     unreadable: Dict[str, str] = field(default_factory=dict)
     # The guest's /cluster/resources entries in the chosen cluster, when it was located there.
     entries: List[Dict] = field(default_factory=list)
+    # Clusters that hold only the kept source of a move to the chosen cluster (stopped, locked migrate).
+    moved_from: List[str] = field(default_factory=list)
 
     @property
     def by_rule(self) -> bool:
@@ -173,6 +194,13 @@ class Router:
             located = locate(name, vmid)
             found = list(dict.fromkeys(located.clusters))
             what = ("name '%s'" % name) if name else ('vmid %s' % vmid)
+            moved_from: List[str] = []
+            if len(found) > 1 and name:
+                # A guest moved to another cluster with its source kept: the live copy is the guest.
+                live = live_clusters(dict((c, located.entries.get(c, [])) for c in found))
+                if len(live) == 1:
+                    moved_from = [c for c in found if c != live[0]]
+                    found = live
             if len(found) > 1:
                 raise AmbiguousClusterSelectionError(
                     "a guest with %s exists in several clusters: %s. Give cluster: explicitly."
@@ -181,6 +209,6 @@ class Router:
                 raise unreadable_error(describe_target(name, vmid), found, located.unreadable)
             if found:
                 return Route(found[0], 'located', found, dict(located.unreadable),
-                             list(located.entries.get(found[0], [])))
+                             list(located.entries.get(found[0], [])), moved_from)
             return Route(self.config.default_cluster, 'default', unreadable=dict(located.unreadable))
         return Route(self.config.default_cluster, 'default')

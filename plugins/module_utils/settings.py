@@ -72,6 +72,8 @@ SETTINGS = (
     Setting('default_node', ('DEFAULT_NODE',)),
     Setting('default_storage', ('DEFAULT_STORAGE',)),
     Setting('default_bridge', ('DEFAULT_BRIDGE',)),
+    # The SHA-256 fingerprint of the cluster's API certificate, for other clusters' moves of guests to it.
+    Setting('fingerprint', ('FINGERPRINT',)),
 )
 # Per-cluster settings: field name -> suffixes of PROXMOX_CLUSTER_<name>_<SUFFIX>, the preferred one first.
 CLUSTER_SETTINGS = OrderedDict((s.key, s.suffixes) for s in SETTINGS)
@@ -115,6 +117,8 @@ class ClusterConfig:
     default_node: Optional[str] = None
     default_storage: Optional[str] = None
     default_bridge: Optional[str] = None
+    # SHA-256 fingerprint of the API certificate (AA:BB:...), given to PVE when a guest moves to this cluster.
+    fingerprint: Optional[str] = None
 
     @property
     def api_url(self) -> str:

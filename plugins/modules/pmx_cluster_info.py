@@ -64,6 +64,28 @@ options:
         name in all clusters (the router's third rule) before falling back to the default cluster.
     type: bool
     default: true
+  evacuate:
+    description:
+      - Plan the evacuation of a node, for maintenance, without moving anything. RV(evacuation) lists each guest on
+        O(evacuate.node), with the node it should move to. The targets are the other online nodes of the cluster,
+        balanced by free memory, largest guest first. Templates and the kept sources of moves to other clusters
+        (stopped, locked V(migrate)) are left out.
+      - The plan is what the playbook C(pmx.multicluster.evacuate_node) feeds to M(pmx.multicluster.pmx_migrate).
+    type: dict
+    suboptions:
+      cluster:
+        description: The cluster of the node.
+        type: str
+        required: true
+      node:
+        description: The node to empty.
+        type: str
+        required: true
+      exclude:
+        description: Nodes not to move guests to (besides the offline ones).
+        type: list
+        elements: str
+        default: []
 '''
 
 EXAMPLES = r'''
@@ -92,6 +114,14 @@ EXAMPLES = r'''
   ansible.builtin.debug:
     msg: "{{ item.name }} -> {{ item.cluster }} ({{ item.reason }})"
   loop: "{{ routing.routes }}"
+
+- name: Which guests would leave prod-pve1, and where to
+  pmx.multicluster.pmx_cluster_info:
+    name: [production]
+    evacuate:
+      cluster: production
+      node: prod-pve1
+  register: evac
 '''
 
 RETURN = r'''
@@ -277,6 +307,30 @@ clusters:
         disk_total:
           description: Size, in bytes.
           type: int
+evacuation:
+  description: With O(evacuate), the plan to empty the node.
+  returned: when O(evacuate) is given
+  type: dict
+  contains:
+    cluster:
+      description: The cluster.
+      type: str
+    node:
+      description: The node to empty.
+      type: str
+    targets:
+      description: The online nodes the guests may go to.
+      type: list
+      elements: str
+    moves:
+      description:
+        - One entry per guest, in the order to move them, with C(name), C(vmid), C(type), C(status),
+          C(memory) (bytes) and C(target_node).
+      type: list
+      elements: dict
+  sample: {cluster: production, node: prod-pve1, targets: [prod-pve2, prod-pve3],
+           moves: [{name: prod-web01, vmid: 100, type: qemu, status: running, memory: 4294967296,
+                    target_node: prod-pve3}]}
 routes:
   description: One entry per name in O(route).
   returned: always
@@ -314,7 +368,21 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
     AmbiguousClusterSelectionError,
     UnreadableClustersError,
 )
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests.lookup import check_node, nodes
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests.migration import evacuation_plan
 from ansible_collections.pmx.multicluster.plugins.module_utils.health import clusters_health
+
+
+def evacuation(registry, wanted):
+    """The plan to empty one node (nothing moves): see ``migration.evacuation_plan``."""
+    cluster = registry.router.resolve_cluster(wanted['cluster'])
+    resources = registry.client(cluster).get('cluster/resources') or []
+    check_node(resources, cluster, wanted['node'])
+    exclude = tuple(wanted.get('exclude') or ())
+    moves = evacuation_plan(resources, wanted['node'], exclude)
+    targets = sorted(n for n, e in nodes(resources).items()
+                     if e.get('status') == 'online' and n != wanted['node'] and n not in exclude)
+    return {'cluster': cluster, 'node': wanted['node'], 'targets': targets, 'moves': moves}
 
 
 def route_names(registry, names, lookup):
@@ -339,6 +407,8 @@ def gather(pmx):
     result = dict(changed=False, clusters=clusters, unreachable_clusters=unreachable,
                   default_cluster=registry.config.default_cluster,
                   routes=route_names(registry, params['route'], params['route_lookup']))
+    if params['evacuate']:
+        result['evacuation'] = evacuation(registry, params['evacuate'])
     if unreachable and params['fail_on_unreachable']:
         reasons = '; '.join(c['error'] for c in clusters if not c['reachable'])
         pmx.fail(UnreadableClustersError('%d of %d clusters could not be queried: %s'
@@ -356,6 +426,11 @@ def main():
             fail_on_unreachable=dict(type='bool', default=False),
             route=dict(type='list', elements='str', default=[]),
             route_lookup=dict(type='bool', default=True),
+            evacuate=dict(type='dict', options=dict(
+                cluster=dict(type='str', required=True),
+                node=dict(type='str', required=True),
+                exclude=dict(type='list', elements='str', default=[]),
+            )),
         ),
         supports_check_mode=True,
     )

@@ -42,12 +42,16 @@ options:
     description:
       - Root file system, V(storage:size_in_GiB) for a new volume, for example V(local-lvm:8), with mount
         options after a comma (V(local-lvm:8,mountoptions=noatime)).
-      - An existing root file system is never resized or moved; a different size or storage is a warning.
+      - An existing root file system asked for larger grows (Proxmox VE's resize); asked for smaller, the task
+        fails naming both sizes (a volume is never shrunk). On another storage it is moved with O(move_disks)
+        (the container must be stopped), else that is a warning.
     type: str
   mounts:
     description:
       - "Mount points by key, for example C({mp0: 'local-lvm:16,mp=/srv/data,backup=1'})."
-      - A missing mount point is added; an existing volume is not resized or moved.
+      - A missing mount point is added. An existing one grows, or moves with O(move_disks), as O(rootfs) does.
+      - V(detached) takes a mount point out of the stopped container and keeps its volume (as C(unusedN));
+        V(absent) also destroys the volume. A mount point that is not there is no change.
     type: dict
   nets:
     description:
@@ -297,8 +301,8 @@ tasks:
   elements: dict
   contains:
     action:
-      description: One of V(create), V(clone), V(update), V(start), V(shutdown), V(stop), V(reboot), V(template),
-        V(delete).
+      description: One of V(create), V(clone), V(update), V(resize), V(move_disk), V(detach), V(remove),
+        V(start), V(shutdown), V(stop), V(reboot), V(template), V(delete).
       type: str
     upid:
       description: ID of the Proxmox task (V(null) for the synchronous configuration update).
@@ -336,8 +340,9 @@ adopted:
   sample: {vmid: 106, removed_vmid: 107}
 plan:
   description:
-    - The steps decided on, in order, each with C(action) (V(create), V(clone), V(update), V(start),
-      V(shutdown), V(stop), V(reboot), V(template) or V(delete)) and, where it has some, C(params) (write-only
+    - The steps decided on, in order, each with C(action) (V(create), V(clone), V(update), V(resize),
+      V(move_disk), V(detach), V(start), V(shutdown), V(stop), V(reboot), V(template) or V(delete)) and,
+      where it has some, C(params) (write-only
       values such as passwords masked). In check mode this is what would be done; RV(tasks) is what was done.
     - A V(reboot) with C(if_pending=true) happens only if settings wait for a reboot after the update
       (O(restart_on_change)).

@@ -70,8 +70,13 @@ options:
     description:
       - "Disks by config key, for example C({scsi0: 'local-lvm:32'}) for a new 32 GiB disk on local-lvm,
         with drive options after a comma (C(local-lvm:32,iothread=1,discard=on))."
-      - A missing disk is added. An existing disk is not resized or moved; a different size or
-        storage gives a warning. Its drive options are compared and updated.
+      - A missing disk is added. An existing disk's drive options are compared and updated on its
+        current volume.
+      - An existing disk asked for larger grows (Proxmox VE's resize, online for a running VM); asked for
+        smaller, the task fails naming the current and the requested size (a disk is never shrunk). On another
+        storage it is moved with O(move_disks) (Proxmox VE's move_disk), else that is a warning.
+      - V(detached) takes a disk out of the VM and keeps its volume (as C(unusedN)); V(absent) also destroys the
+        volume (qm's unlink). A disk that is not there is no change.
     type: dict
   nets:
     description:
@@ -175,6 +180,15 @@ EXAMPLES = r'''
   pmx.multicluster.pmx_vm:
     name: prod-tpl-rocky9
     state: template
+
+- name: Grow a disk to 64 GiB, move it to another storage and delete the source; remove a second disk
+  pmx.multicluster.pmx_vm:
+    name: prod-db01
+    disks:
+      scsi0: ceph-pool:64
+      scsi1: absent
+    move_disks: true
+    delete_moved_source: true
 
 - name: Delete a VM and everything that refers to it
   pmx.multicluster.pmx_vm:
@@ -294,7 +308,8 @@ tasks:
   elements: dict
   contains:
     action:
-      description: V(create), V(clone), V(update), V(start), V(shutdown), V(stop), V(reboot), V(template) or V(delete).
+      description: V(create), V(clone), V(update), V(resize), V(move_disk), V(detach), V(remove), V(start),
+        V(shutdown), V(stop), V(reboot), V(template) or V(delete).
       type: str
     upid:
       description: The task id.
@@ -332,8 +347,9 @@ adopted:
   sample: {vmid: 106, removed_vmid: 107}
 plan:
   description:
-    - The steps decided on, in order, each with C(action) (V(create), V(clone), V(update), V(start),
-      V(shutdown), V(stop), V(reboot), V(template) or V(delete)) and, where it has some, C(params) (write-only
+    - The steps decided on, in order, each with C(action) (V(create), V(clone), V(update), V(resize),
+      V(move_disk), V(detach), V(start), V(shutdown), V(stop), V(reboot), V(template) or V(delete)) and,
+      where it has some, C(params) (write-only
       values such as passwords masked). In check mode this is what would be done; RV(tasks) is what was done.
     - A V(reboot) with C(if_pending=true) happens only if settings wait for a reboot after the update
       (O(restart_on_change)).

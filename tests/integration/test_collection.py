@@ -50,3 +50,20 @@ def test_module_defaults_group(lab, tmp_path):
     ok = run_playbook(play)
     assert ok.rc == 0, ok.output
     ok.assert_no_secret(lab_secrets(lab))
+
+
+def test_ansible_doc_snapshot_disk_and_guest_modules():
+    """Each new module documents its options, its examples and its return values, as ansible-doc renders them."""
+    expected = {
+        'pmx_snapshot': ('snapname', 'keep', 'prefix', 'pattern', 'force', 'vmstate', 'rollback', 'deleted', 'kept'),
+        'pmx_snapshot_info': ('tree', 'current_parent', 'unreadable'),
+        'pmx_guest_info': ('details', 'fail_on_unreachable', 'addresses', 'disks', 'why'),
+        'pmx_vm': ('move_disks', 'delete_moved_source', 'detached'),
+    }
+    for module, words in expected.items():
+        doc = run('ansible-doc', 'pmx.multicluster.%s' % module)
+        assert doc.returncode == 0, doc.stderr
+        text = doc.stdout
+        for word in ('MODULE pmx.multicluster.%s' % module, 'EXAMPLES', 'RETURN VALUES', 'env_file') + words:
+            assert word in text, (module, word)
+        assert 'pmx.multicluster.%s:' % module in text  # an example task of the module itself

@@ -12,9 +12,11 @@ import pytest
 from conftest import ansible_env, lab_secrets, run_mcp
 
 READ_TOOLS = {'list_clusters', 'cluster_status', 'list_nodes', 'list_guests', 'guest_details', 'list_storages',
-              'recent_tasks', 'route_guest', 'snapshot_list'}
+              'recent_tasks', 'route_guest', 'snapshot_list', 'list_backups'}
 WRITE_TOOLS = {'start_guest', 'shutdown_guest', 'stop_guest', 'reboot_guest', 'create_vm', 'clone_guest',
-               'delete_guest', 'snapshot_create', 'snapshot_rollback', 'bulk_guest_action'}
+               'delete_guest', 'snapshot_create', 'snapshot_rollback', 'migrate_guest', 'backup_now', 'prune_backups',
+               'restore_backup', 'snapshot_delete', 'snapshot_retention', 'disk_resize',
+               'bulk_guest_action'}
 DOWN_URL = 'https://127.0.9.9:8006'
 
 
@@ -76,11 +78,12 @@ def test_write_tools_schemas_and_annotations(lab):
     assert set(by_name) == READ_TOOLS | WRITE_TOOLS
     for name in WRITE_TOOLS:
         assert by_name[name].annotations.read_only_hint is False, name
-    for name in ('stop_guest', 'delete_guest', 'snapshot_rollback'):
+    for name in ('stop_guest', 'delete_guest', 'snapshot_rollback', 'migrate_guest', 'snapshot_delete',
+                 'snapshot_retention'):
         confirm = by_name[name].input_schema['properties']['confirm']
         assert confirm['type'] == 'boolean' and confirm['default'] is False and confirm['description']
         assert by_name[name].annotations.destructive_hint is True
-    for name in ('start_guest', 'create_vm', 'snapshot_create'):
+    for name in ('start_guest', 'create_vm', 'snapshot_create', 'disk_resize'):
         assert by_name[name].annotations.destructive_hint is False
         assert by_name[name].annotations.idempotent_hint is True
     assert 'confirm' not in by_name['start_guest'].input_schema['properties']

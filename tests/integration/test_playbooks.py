@@ -157,3 +157,45 @@ def test_demo_playbook_still_runs(fresh_lab):
     result = run_playbook(PLAYBOOKS / 'demo.yml', env_file=fresh_lab.env_file)
     assert result.rc == 0, result.output
     assert "prod-web01                   -> production (pattern 'prod-*')" in result.output
+
+
+# ---------------------------------------------------------------- snapshot_before_change.yml
+
+CHANGE_TASKS = '''\
+- name: Give the guest more memory
+  pmx.multicluster.pmx_vm:
+    name: "{{ pmx_name }}"
+    cluster: "{{ pmx_cluster }}"
+    memory: 6144
+  delegate_to: localhost
+
+- name: A check of the change that fails when told to
+  ansible.builtin.fail:
+    msg: the service did not come back
+  when: change_should_fail | default(false) | bool
+'''
+
+
+def test_snapshot_before_change_keeps_a_good_change_and_rolls_back_a_failed_one(fresh_lab, tmp_path):
+    change = tmp_path / 'change.yml'
+    change.write_text(CHANGE_TASKS)
+    base = ['-i', str(LAB_INVENTORY), '-e', 'change_tasks=%s' % change]
+    good = run_playbook(PLAYBOOKS / 'snapshot_before_change.yml', env_file=fresh_lab.env_file,
+                        args=base + ['-e', 'change_group=stg-web01:stg-web02', '-e', 'change_keep=1'])
+    assert good.rc == 0, good.output
+    staging = fresh_lab.clusters['staging'].pve
+    for vmid in (100, 101):
+        vm = staging.vm(vmid)
+        names = [n for n in vm.snapshots if n.startswith('pre-change-')]
+        assert len(names) == 1 and str(vm.pending.get('memory', vm.config.get('memory'))) == '6144', vm.snapshots
+    # One snapshot name for the whole run.
+    assert set(staging.vm(100).snapshots) == set(staging.vm(101).snapshots)
+    assert not [t for t in staging.tasklog if t['type'] == 'qmrollback']
+    bad = run_playbook(PLAYBOOKS / 'snapshot_before_change.yml', env_file=fresh_lab.env_file,
+                       args=base + ['-e', 'change_group=prod-web01', '-e', 'change_should_fail=true'])
+    assert bad.rc != 0
+    assert 'the change failed on prod-web01 (production): the service did not come back' in bad.output
+    assert 'rolled back to snapshot pre-change-' in bad.output and 'status running' in bad.output
+    vm = fresh_lab.clusters['production'].pve.vm(100)
+    assert [t['type'] for t in fresh_lab.clusters['production'].pve.tasklog].count('qmrollback') == 1
+    assert str(vm.config['memory']) == '4096' and 'memory' not in vm.pending and vm.status == 'running'

@@ -147,15 +147,15 @@ def test_equivalent_formats_are_not_changes(fresh_lab, tmp_path):
     before = snapshot(fresh_lab)
     result = play(fresh_lab, tmp_path, [
         ('check', params, CHECK), ('apply', params),
-        # A bigger disk is a warning, not a change (disks are not resized).
-        ('bigger_disk', dict(params, disks={'scsi0': 'local-lvm:64'})),
+        # A disk named on another storage is a warning, not a change (moved only with move_disks).
+        ('other_storage', dict(params, disks={'scsi0': 'fast:32'})),
         # update: false only creates; it leaves an existing VM alone.
         ('no_update', {'name': 'stg-batch01', 'memory': 1024, 'update': False})])
     assert result.rc == 0, result.output
-    for name in ('check', 'apply', 'bigger_disk', 'no_update'):
+    for name in ('check', 'apply', 'other_storage', 'no_update'):
         assert result[name]['changed'] is False, result[name]
         assert result[name]['diff'] == {'before': {}, 'after': {}} and result[name]['cluster'] == 'staging'
-    assert 'disk scsi0 is 32G, not 64G (disks are not resized)' in result.output
+    assert 'disk scsi0 is on storage local-lvm, not fast (it is moved only with move_disks: true)' in result.output
     assert snapshot(fresh_lab) == before
 
 

@@ -16,7 +16,8 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.ansible_module im
 )
 
 REPO = Path(__file__).resolve().parents[2]
-MODULES = ('pmx_vm', 'pmx_lxc', 'pmx_cluster_info', 'pmx_guests', 'pmx_guest_action')
+# Every module of the collection (each must be in the action group).
+MODULES = tuple(sorted(p.stem for p in (REPO / 'plugins' / 'modules').glob('pmx_*.py')))
 FLEET_MODULES = ('pmx_guests', 'pmx_guest_action')
 GUEST_MODULES = ('pmx_vm', 'pmx_lxc')
 

@@ -189,9 +189,13 @@ def test_config_diff_only_differences_and_write_only_keys():
                'scsi0': 'local-lvm:64', 'scsi1': 'local-lvm:8', 'ostype': None}
     diff = config_diff(QEMU, desired, current, "VM 'a'")
     assert diff.changes == {'cores': 4, 'net0': 'virtio=%s,bridge=vmbr1' % MAC, 'scsi1': 'local-lvm:8'}
-    assert diff.before == {'cores': 2, 'net0': 'virtio=%s,bridge=vmbr0' % MAC, 'scsi1': None}
-    assert diff.after == diff.changes
-    assert diff.warnings == ["VM 'a': disk scsi0 is 32G, not 64G (disks are not resized)"]
+    assert diff.before == {'cores': 2, 'net0': 'virtio=%s,bridge=vmbr0' % MAC, 'scsi1': None,
+                           'scsi0': 'local-lvm:vm-100-disk-0,size=32G'}
+    assert diff.after == dict(diff.changes, scsi0='local-lvm:vm-100-disk-0,size=64G')
+    assert diff.resizes == {'scsi0': '64G'} and diff.warnings == []
+    with pytest.raises(GuestConflictError, match=r"disk scsi0 is 32G, and the task asks for 16G: Proxmox VE cannot "
+                                                 r"shrink a disk .* Give 32G or more; nothing was changed"):
+        config_diff(QEMU, {'scsi0': 'local-lvm:16'}, current, "VM 'a'")
     assert config_diff(QEMU, {'memory': '4096'}, current).changed is False
 
 

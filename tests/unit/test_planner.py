@@ -45,7 +45,13 @@ def pending(current, *keys):
 CT = Current(guest={'type': 'lxc', 'vmid': 104, 'name': 'ct', 'node': 'n1', 'status': 'stopped'},
              config={'hostname': 'ct', 'unprivileged': 1, 'memory': 512},
              effective={'hostname': 'ct', 'unprivileged': 1, 'memory': 512})
+CT_DISK = Current(guest=dict(CT.guest), config={'hostname': 'ct', 'rootfs': 'local-lvm:subvol-104-disk-0,size=8G'},
+                  effective={'hostname': 'ct', 'rootfs': 'local-lvm:subvol-104-disk-0,size=8G'})
 NEW = Current()
+
+
+def running(current):
+    return Current(guest=dict(current.guest, status='running'), config=current.config, effective=current.effective)
 OSTEMPLATE = 'local:vztmpl/debian.tar.zst'
 
 # (id, kind, state, request (GuestSpec arguments), the guest as it is, what the plan must be:
@@ -94,8 +100,39 @@ ROWS = [
      dict(actions=['update'], before={'memory': '4096'}, after={'memory': 8192}, step_params={'memory': 8192})),
     ('update-false-changes-nothing', QEMU, 'present', dict(name='web', config={'memory': 8192}, update=False), vm(),
      dict(actions=[], changed=False)),
-    ('a-disk-of-another-size-is-a-warning', QEMU, 'present', dict(name='web', config={'scsi0': 'local-lvm:64'}), vm(),
-     dict(actions=[], warning='is 32G, not 64G (disks are not resized)')),
+    # ---- disks: grow, never shrink; move only with move_disks; detach and remove explicitly
+    ('a-larger-disk-grows', QEMU, 'present', dict(name='web', config={'scsi0': 'local-lvm:64'}), vm(),
+     dict(actions=['resize'], step_params={'disk': 'scsi0', 'size': '64G'},
+          before={'scsi0': 'local-lvm:vm-100-disk-0,size=32G'}, after={'scsi0': 'local-lvm:vm-100-disk-0,size=64G'})),
+    ('a-named-volume-with-a-larger-size-grows', QEMU, 'present',
+     dict(name='web', config={'scsi0': 'local-lvm:vm-100-disk-0,size=40G'}), vm(),
+     dict(actions=['resize'], step_params={'disk': 'scsi0', 'size': '40G'})),
+    ('a-smaller-disk-is-refused', QEMU, 'present', dict(name='web', config={'scsi0': 'local-lvm:16'}), vm(),
+     GuestConflictError),
+    ('another-storage-is-a-warning', QEMU, 'present', dict(name='web', config={'scsi0': 'ceph:32'}), vm(),
+     dict(actions=[], warning='is on storage local-lvm, not ceph (it is moved only with move_disks: true)')),
+    ('another-storage-moves-with-move-disks', QEMU, 'present',
+     dict(name='web', config={'scsi0': 'ceph:40'}, move_disks=True, delete_moved_source=True), vm(),
+     dict(actions=['resize', 'move_disk'], after={'scsi0': 'ceph:vm-100-disk-0,size=40G'})),
+    ('options-go-onto-the-current-volume', QEMU, 'present', dict(name='web', config={'scsi0': 'local-lvm:32,ssd=1'}),
+     vm(), dict(actions=['update'], step_params={'changes': {'scsi0': 'local-lvm:vm-100-disk-0,size=32G,ssd=1'}})),
+    ('a-size-alone-names-the-current-volume', QEMU, 'present', dict(name='web', config={'scsi0': 'size=40G,ssd=1'}),
+     vm(), dict(actions=['update', 'resize'],
+                step_params={'changes': {'scsi0': 'local-lvm:vm-100-disk-0,size=32G,ssd=1'}})),
+    ('detached-keeps-the-volume', QEMU, 'present', dict(name='web', config={'scsi0': 'detached'}), vm(),
+     dict(actions=['detach'], step_params={'disk': 'scsi0', 'remove': False}, after={'scsi0': None})),
+    ('absent-removes-the-volume', QEMU, 'present', dict(name='web', config={'scsi0': 'absent'}), vm(),
+     dict(actions=['detach'], step_params={'disk': 'scsi0', 'remove': True})),
+    ('a-missing-disk-to-detach-is-nothing', QEMU, 'present', dict(name='web', config={'scsi5': 'absent'}), vm(),
+     dict(actions=[], changed=False)),
+    ('a-new-guest-ignores-disks-to-detach', QEMU, 'present', dict(name='web', config={'scsi1': 'absent'}), NEW,
+     dict(actions=['create'])),
+    ('rootfs-cannot-be-removed', LXC, 'present', dict(name='ct', config={'rootfs': 'absent'}), CT_DISK,
+     GuestConflictError),
+    ('a-running-container-is-not-moved', LXC, 'present', dict(name='ct', config={'rootfs': 'zfs:8'},
+                                                              move_disks=True), running(CT_DISK), GuestConflictError),
+    ('a-stopped-container-is-moved', LXC, 'present', dict(name='ct', config={'rootfs': 'zfs:8'}, move_disks=True),
+     CT_DISK, dict(actions=['move_disk'], step_params={'disk': 'rootfs', 'storage': 'zfs', 'delete_source': False})),
     ('a-fixed-key-is-a-warning', LXC, 'present', dict(name='ct', config={'unprivileged': False}), CT,
      dict(actions=[], warning='unprivileged is 1 and cannot be changed after creation')),
     ('started-starts-a-stopped-one', QEMU, 'started', dict(name='web'), vm('stopped'),

@@ -443,8 +443,8 @@ def test_validate_some_clusters_with_storages(lab, lab_config):
     health = ClusterRegistry(lab_config).validate_all_clusters(names=['staging'], storages=True)
     assert [h['name'] for h in health] == ['staging']
     storages = health[0]['storages']
-    # Each node lists the fake's two storages.
-    assert sorted(set(s['storage'] for s in storages)) == ['local', 'local-lvm']
+    # Each node lists the fake's two storages and the lab's shared NFS backup storage.
+    assert sorted(set(s['storage'] for s in storages)) == ['backup-nfs', 'local', 'local-lvm']
     assert sorted(set(s['node'] for s in storages)) == lab.clusters['staging'].nodes
 
 

@@ -17,7 +17,7 @@ __metaclass__ = type
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
     ApiError,
@@ -44,7 +44,7 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.pve.diff import (
     with_cluster_defaults,
 )
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import GuestKind, guests_path
-from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import api_value, word
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import api_value, split_props, word
 from ansible_collections.pmx.multicluster.plugins.module_utils.router import same_name
 from ansible_collections.pmx.multicluster.plugins.module_utils.tasks import LOCK_POLL, LockedWriter, poll, task_record
 
@@ -352,17 +352,60 @@ class Executor:
     # -------------------------------------------------- update
 
     def _update(self, step: Step, guest: Dict) -> None:
+        resizes: Dict[str, str] = {}
         if step.params.get('created'):
-            changes = self._changes_after_clone(guest)
+            changes, resizes = self._changes_after_clone(guest)
         else:
             changes = step.params['changes']
             self.writer.wait_unlocked(guest, self.spec.timeout)
         if changes:
             self._write(guest, 'update', self.kind.config_method, 'config', **changes)
+        for key in sorted(resizes):  # a clone's disk asked for larger than the source's
+            self._resize(Step('resize', {'disk': key, 'size': resizes[key]}), guest)
         self.out.pending = self.read(guest)['pending']
 
-    def _changes_after_clone(self, guest: Dict) -> Dict[str, Any]:
-        """A fresh clone has its source's config: what differs from what was asked, plus the write-only keys."""
+    # -------------------------------------------------- disks
+
+    def _resize(self, step: Step, guest: Dict) -> None:
+        """Grow a disk, root file system or mount point (PVE's resize task: qmresize / resize)."""
+        self._write(guest, 'resize', 'PUT', 'resize', disk=step.params['disk'], size=step.params['size'])
+
+    def _move_disk(self, step: Step, guest: Dict) -> None:
+        """Copy a disk to another storage (qm's move_disk, pct's move_volume); the source volume is deleted only
+        with ``delete_source``, else PVE keeps it as unusedN."""
+        delete = 1 if step.params.get('delete_source') else 0
+        if self.kind.type == 'lxc':
+            self._write(guest, 'move_disk', 'POST', 'move_volume', volume=step.params['disk'],
+                        storage=step.params['storage'], delete=delete)
+        else:
+            self._write(guest, 'move_disk', 'POST', 'move_disk', disk=step.params['disk'],
+                        storage=step.params['storage'], delete=delete)
+        self.out.pending = self.read(guest)['pending']
+
+    def _detach(self, step: Step, guest: Dict) -> None:
+        """Take a disk out of the config: its volume stays as unusedN, or with ``remove`` is destroyed.
+
+        A VM's disk goes through qm's unlink (``force`` destroys the volume). A container's mount point is
+        deleted from the config (PVE keeps its volume as unusedN), and for ``remove`` that unusedN is deleted
+        too, which destroys the volume.
+        """
+        key, remove = step.params['disk'], step.params.get('remove')
+        if self.kind.type != 'lxc':
+            self._write(guest, 'remove' if remove else 'detach', 'PUT', 'unlink', idlist=key, force=1 if remove else 0)
+        else:
+            volume = split_props(self.read(guest)['config'].get(key, ''), self.kind.disk_default_key).get(
+                self.kind.disk_default_key)
+            self._write(guest, 'detach', self.kind.config_method, 'config', delete=key)
+            if remove and volume:
+                left = self.read(guest)['config']
+                unused = [k for k, v in sorted(left.items()) if k.startswith('unused') and word(v) == volume]
+                if unused:
+                    self._write(guest, 'remove', self.kind.config_method, 'config', delete=unused[0])
+        self.out.pending = self.read(guest)['pending']
+
+    def _changes_after_clone(self, guest: Dict) -> Tuple[Dict[str, Any], Dict[str, str]]:
+        """A fresh clone has its source's config: (what differs from what was asked plus the write-only keys,
+        the disks to grow)."""
         state = self.read(guest)
         desired = with_cluster_defaults(self.kind, self.spec.config, state['effective'], self.storage, self.bridge,
                                         cluster=self.cluster)
@@ -375,7 +418,7 @@ class Executor:
         self.out.warnings.extend(diff.warnings)
         write_only = dict((k, api_value(k, v)) for k, v in desired.items()
                           if k in self.kind.write_only and k not in self.kind.create_only)
-        return dict(diff.changes, **write_only)
+        return dict(diff.changes, **write_only), diff.resizes
 
     # -------------------------------------------------- power
 

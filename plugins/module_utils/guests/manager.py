@@ -42,6 +42,7 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.pve.checks import
     check_vmid,
 )
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import QEMU, GuestKind
+from ansible_collections.pmx.multicluster.plugins.module_utils.router import kept_source
 from ansible_collections.pmx.multicluster.plugins.module_utils.tasks import LockedWriter
 
 
@@ -88,6 +89,11 @@ class GuestManager:
             # very guest: wait for it to finish, then look again, so that it is never made twice.
             resources = executor.wait_for_creations(resources)
             guest = find(self.kind, resources, cluster, spec.name, spec.vmid)
+        if guest is not None and spec.vmid is None and kept_source(guest):
+            # The name's pattern points here, but the guest was moved to another cluster and this is its kept source.
+            moved = self.registry.follow_move(route, spec.name, guest)
+            if moved is not None:
+                return self.prepare(state, spec, moved)
         current = self._current(executor, guest, state, spec, resources)
         plan = plan_guest(self.kind, state, spec, current, resources, cluster, defaults)
         if plan.steps and plan.steps[0].action in ('create', 'clone'):

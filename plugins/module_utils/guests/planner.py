@@ -5,8 +5,9 @@
 
 ``plan_guest(kind, state, spec, current, resources, cluster, defaults)`` reads nothing and writes
 nothing: it takes the guest as it is (``Current``, already fetched), the cluster's guests and nodes and
-the request, and returns a ``Plan``: ordered steps (create, clone, update, start, shutdown, stop,
-reboot, template, delete), the config before and after, warnings, and the state the guest will be in.
+the request, and returns a ``Plan``: ordered steps (create, clone, update, resize, move_disk, detach,
+start, shutdown, stop, reboot, template, delete), the config before and after, warnings, and the state
+the guest will be in.
 Check mode returns the plan; the executor applies it; the MCP server's previews are the same plan.
 A request that cannot be right (nothing to create from, a template to start, an offline node) is an
 error here, before any write. The table tests in tests/unit/test_planner.py need no lab.
@@ -28,9 +29,13 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.guests.lookup imp
 )
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import GuestSpec
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.checks import check_new_disk
-from ansible_collections.pmx.multicluster.plugins.module_utils.pve.diff import config_diff, with_cluster_defaults
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.diff import (
+    ConfigDiff,
+    config_diff,
+    with_cluster_defaults,
+)
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import KINDS, GuestKind
-from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import api_value
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import api_value, disk_removal
 
 # Config keys PVE never shows (a cloud-init or root password): a plan shows them masked.
 WRITE_ONLY = frozenset(key for kind in KINDS.values() for key in kind.write_only)
@@ -155,13 +160,40 @@ def plan_guest(kind: GuestKind, state: str, spec: GuestSpec, current: Current, r
     if spec.update:
         desired = with_cluster_defaults(kind, spec.config, current.effective, defaults.storage, defaults.bridge,
                                         cluster=cluster)
-        diff = config_diff(kind, desired, current.effective, describe(kind, guest.get('name'), guest['vmid']))
+        label = describe(kind, guest.get('name'), guest['vmid'])
+        diff = config_diff(kind, desired, current.effective, label, spec.move_disks)
         plan.warnings.extend(diff.warnings)
         plan.before, plan.after = diff.before, diff.after
         if diff.changes:
             plan.steps.append(Step('update', {'changes': diff.changes}))
+        _plan_disks(kind, spec, current, cluster, diff, label, plan)
     _plan_power(kind, state, spec, current, cluster, plan)
     return plan
+
+
+def _plan_disks(kind: GuestKind, spec: GuestSpec, current: Current, cluster: str, diff: ConfigDiff, label: str,
+                plan: Plan) -> None:
+    """Resizes, moves and removals of existing disks, after the config update; what PVE would refuse is
+    refused here, before any write."""
+    for key in sorted(diff.resizes):
+        plan.steps.append(Step('resize', {'disk': key, 'size': diff.resizes[key]}))
+    stopped_first = "stop it first (state: stopped), then run again; nothing was changed"
+    if diff.moves and kind.type == 'lxc' and current.running:
+        raise GuestConflictError("cluster '%s': %s is running, and Proxmox VE moves the volumes of a stopped "
+                                 "container only (%s): %s" % (cluster, label, ', '.join(sorted(diff.moves)),
+                                                              stopped_first), cluster)
+    for key in sorted(diff.moves):
+        plan.steps.append(Step('move_disk', {'disk': key, 'storage': diff.moves[key],
+                                             'delete_source': spec.delete_moved_source}))
+    for key in sorted(diff.removals):
+        if key == 'rootfs':
+            raise GuestConflictError("cluster '%s': %s: rootfs cannot be detached or removed (a container needs "
+                                     "its root file system); nothing was changed" % (cluster, label), cluster)
+        if kind.type == 'lxc' and current.running:
+            raise GuestConflictError("cluster '%s': %s is running, and Proxmox VE takes a mount point out of a "
+                                     "stopped container only (%s): %s" % (cluster, label, key, stopped_first),
+                                     cluster)
+        plan.steps.append(Step('detach', {'disk': key, 'remove': diff.removals[key] == 'absent'}))
 
 
 def _plan_new(kind: GuestKind, state: str, spec: GuestSpec, resources: List[Dict], cluster: str,
@@ -204,6 +236,8 @@ def _plan_new(kind: GuestKind, state: str, spec: GuestSpec, resources: List[Dict
                 % (cluster, describe(kind, spec.name, spec.vmid), kind.label, ' and '.join(missing), kind.label),
                 cluster)
         config = with_cluster_defaults(kind, spec.config, {}, defaults.storage, defaults.bridge, True, cluster)
+        # A disk to take out of a guest that does not exist yet: nothing to do.
+        config = dict((k, v) for k, v in config.items() if not (kind.is_disk(k) and disk_removal(v)))
         for key in sorted(config):
             check_new_disk(kind, key, config[key])
         node, why = choose_node(resources, cluster, spec.node, defaults.node)

@@ -55,6 +55,10 @@ class GuestSpec:
     purge: bool = False
     restart_on_change: bool = False
     update: bool = True
+    # A disk asked for on another storage than it is on is moved there (else that is a warning); the source
+    # volume is then deleted only with delete_moved_source (else PVE keeps it as unusedN).
+    move_disks: bool = False
+    delete_moved_source: bool = False
 
 
 def spec_from_params(kind: GuestKind, params: Dict[str, Any], name: Optional[str],
@@ -66,7 +70,8 @@ def spec_from_params(kind: GuestKind, params: Dict[str, Any], name: Optional[str
         config=desired_config(kind, typed, dict_options, params['config']),
         pool=params['pool'], clone=params['clone'], full=params['full'], target_storage=params['target_storage'],
         timeout=params['timeout'], force=params['force'], purge=params['purge'],
-        restart_on_change=params['restart_on_change'], update=params['update'])
+        restart_on_change=params['restart_on_change'], update=params['update'],
+        move_disks=bool(params.get('move_disks')), delete_moved_source=bool(params.get('delete_moved_source')))
 
 
 def guest_spec(kind: GuestKind, params: Dict[str, Any]) -> GuestSpec:

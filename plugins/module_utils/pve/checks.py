@@ -16,7 +16,12 @@ from typing import Any, Dict
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import GuestConflictError, SnapshotError
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import GuestKind
-from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import NEW_DISK, split_props, word
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import (
+    NEW_DISK,
+    disk_removal,
+    split_props,
+    word,
+)
 
 # PVE's vmid range (pve-vmid) and its rule for guest names (dns-name: labels of letters, digits and '-',
 # not starting or ending with '-', joined by '.'); RFC 1035 lengths on top, as DNS needs them.
@@ -108,6 +113,8 @@ def check_property_strings(kind: GuestKind, config: Dict[str, Any]) -> None:
         is_props, default = kind.default_key(key)
         if value is None or not (is_net or is_props) or isinstance(value, (dict, bool, int, float)):
             continue
+        if kind.is_disk(key) and disk_removal(value):
+            continue  # detached / absent: a disk to take out, not a property string
         text = word(value)
         parts = [part.strip() for part in text.split(',') if part.strip()]
         example = kind.net_example if is_net else ('local-lvm:8,mp=/srv' if key.startswith('mp') else None)

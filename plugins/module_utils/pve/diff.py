@@ -18,10 +18,14 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import 
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import (
     NEW_DISK,
     api_value,
-    disk_equal,
+    disk_delta,
+    disk_removal,
+    format_size,
     keep_mac,
     split_net,
+    split_props,
     values_equal,
+    with_disk_options,
     word,
 )
 
@@ -72,18 +76,25 @@ class ConfigDiff:
     before: Dict[str, Any] = field(default_factory=dict)
     after: Dict[str, Any] = field(default_factory=dict)
     warnings: List[str] = field(default_factory=list)
+    resizes: Dict[str, str] = field(default_factory=dict)   # disk key -> the size it grows to (PVE's 40G)
+    moves: Dict[str, str] = field(default_factory=dict)     # disk key -> the storage it moves to
+    removals: Dict[str, str] = field(default_factory=dict)  # disk key -> detached (volume kept) or absent
 
     @property
     def changed(self) -> bool:
-        return bool(self.changes)
+        return bool(self.changes or self.resizes or self.moves or self.removals)
 
 
 def config_diff(kind: GuestKind, desired: Dict[str, Any], current: Dict[str, Any],
-                label: str = 'guest') -> ConfigDiff:
+                label: str = 'guest', move_disks: bool = False) -> ConfigDiff:
     """Compare the requested keys with the current (pending-aware) config; only differing keys change.
 
-    Write-only keys (a cloud-init password) are not compared. An existing disk is never resized or
-    moved: a size or storage mismatch is a warning.
+    Write-only keys (a cloud-init password) are not compared. An existing disk asked for larger grows
+    (``resizes``); asked for smaller, it is an error (PVE never shrinks a disk). On another storage it moves
+    with ``move_disks`` (``moves``), else that is a warning. ``detached`` / ``absent`` take a disk out
+    (``removals``). A disk's options are written onto its current volume, never as a new ``storage:size``.
+
+    :raises GuestConflictError: a disk asked for smaller than it is (naming both sizes).
     """
     diff = ConfigDiff()
     for key in sorted(desired):
@@ -91,6 +102,11 @@ def config_diff(kind: GuestKind, desired: Dict[str, Any], current: Dict[str, Any
         if want is None or key in kind.write_only or key in kind.create_only:
             continue
         have = current.get(key)
+        if kind.is_disk(key) and disk_removal(want):
+            if have is not None:
+                diff.removals[key] = disk_removal(want)
+                diff.before[key], diff.after[key] = have, None
+            continue
         if have is None:
             check_new_disk(kind, key, want)
         if key in kind.fixed_keys:
@@ -99,12 +115,9 @@ def config_diff(kind: GuestKind, desired: Dict[str, Any], current: Dict[str, Any
                                      % (label, key, have, word(api_value(key, want))))
             continue
         if kind.is_disk(key) and have is not None:
-            equal, warning = disk_equal(want, have, kind.disk_default_key)
-            if warning:
-                diff.warnings.append('%s: disk %s %s' % (label, key, warning))
-            if equal:
-                continue
-        elif values_equal(kind, key, want, have):
+            _disk_diff(kind, key, want, have, label, move_disks, diff)
+            continue
+        if values_equal(kind, key, want, have):
             continue
         value = api_value(key, want)
         if kind.is_net(key) and have is not None:
@@ -113,6 +126,40 @@ def config_diff(kind: GuestKind, desired: Dict[str, Any], current: Dict[str, Any
         diff.before[key] = have
         diff.after[key] = value
     return diff
+
+
+def _disk_diff(kind: GuestKind, key: str, want: Any, have: Any, label: str, move_disks: bool,
+               diff: ConfigDiff) -> None:
+    """One existing disk: its options, its size (grow only) and its storage (moved only when asked)."""
+    delta = disk_delta(want, have, kind.disk_default_key)
+    size = storage = None
+    if delta.resized:
+        if delta.want_size < delta.have_size:
+            raise GuestConflictError(
+                "%s: disk %s is %s, and the task asks for %s: Proxmox VE cannot shrink a disk (the data past the "
+                "new end would be lost). Give %s or more; nothing was changed"
+                % (label, key, format_size(delta.have_size), format_size(delta.want_size),
+                   format_size(delta.have_size)))
+        size = delta.want_size
+        diff.resizes[key] = format_size(size)
+    if delta.moved:
+        if move_disks:
+            storage = delta.want_storage
+            diff.moves[key] = storage
+        else:
+            diff.warnings.append('%s: disk %s is on storage %s, not %s (it is moved only with move_disks: true)'
+                                 % (label, key, delta.have_storage, delta.want_storage))
+    want_volume = split_props(want, kind.disk_default_key).get(kind.disk_default_key, '')
+    other_volume = bool(want_volume) and not NEW_DISK.match(want_volume) and want_volume != word(have).partition(',')[0]
+    if not delta.equal:
+        # Another volume named explicitly is attached as given; otherwise the options go onto the current volume.
+        if other_volume:
+            diff.changes[key] = api_value(key, want)
+        else:
+            diff.changes[key] = with_disk_options(have, want, kind.disk_default_key)
+    if not delta.equal or size is not None or storage is not None:
+        diff.before[key] = have
+        diff.after[key] = with_disk_options(diff.changes.get(key, have), want, kind.disk_default_key, size, storage)
 
 
 def pending_state(entries: List[Dict]) -> Tuple[Dict[str, Any], Dict[str, Any], List[str]]:

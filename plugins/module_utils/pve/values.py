@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import re
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import quote, unquote
 
@@ -152,41 +153,111 @@ def props_equal(desired: Dict[str, str], current: Dict[str, str]) -> bool:
     return True
 
 
-def disk_equal(desired: Any, current: Any, default_key: str = 'file') -> Tuple[bool, Optional[str]]:
-    """(equal, warning) for a disk: ``local-lvm:32`` matches an existing 32G disk on local-lvm.
+# A disk value that takes an existing disk out of the config: ``detached`` keeps its volume (as unusedN),
+# ``absent`` destroys it too.
+DISK_REMOVALS = ('detached', 'absent')
 
-    Size and storage of an existing disk are never changed by an update (that needs a resize or a
-    move); a mismatch is reported as a warning instead of a change.
+
+def disk_removal(value: Any) -> Optional[str]:
+    """``detached`` or ``absent`` when a disk value asks to take the disk out, else None."""
+    if isinstance(value, str) and value.strip().lower() in DISK_REMOVALS:
+        return value.strip().lower()
+    return None
+
+
+def format_size(size: int) -> str:
+    """Bytes in PVE's spelling (``32G``, ``512M``): the largest unit that divides them."""
+    for unit in ('T', 'G', 'M', 'K'):
+        if size and size % SIZE_UNITS[unit] == 0:
+            return '%d%s' % (size // SIZE_UNITS[unit], unit)
+    return str(size)
+
+
+@dataclass
+class DiskDelta:
+    """How a requested disk differs from the one PVE has: its options, its size and its storage."""
+
+    equal: bool                          # the options the task gives (and the volume, if it names one) match
+    have_size: Optional[int] = None      # bytes
+    want_size: Optional[int] = None      # bytes; None: the task asks for no size
+    have_storage: Optional[str] = None
+    want_storage: Optional[str] = None   # None: the task names no storage (or names the volume itself)
+
+    @property
+    def resized(self) -> bool:
+        return None not in (self.want_size, self.have_size) and self.want_size != self.have_size
+
+    @property
+    def moved(self) -> bool:
+        return None not in (self.want_storage, self.have_storage) and self.want_storage != self.have_storage
+
+
+def _storage_of(volume: str) -> Optional[str]:
+    return volume.split(':', 1)[0] if ':' in volume else None
+
+
+def disk_delta(desired: Any, current: Any, default_key: str = 'file') -> DiskDelta:
+    """Compare a requested disk with the current one: ``local-lvm:40`` is a 40 GiB disk on local-lvm, so an
+    existing 32G disk there is equal in its options and 8 GiB short; ``ceph:32`` names another storage.
+
+    ``STORAGE:cloudinit`` and ``import-from=`` say how a disk is made, not what it is (PVE drops them once it
+    exists); a named volume with ``size=`` asks for that size of that volume.
     """
     want = split_props(desired, default_key)
     have = split_props(current, default_key)
     want_volume = want.pop(default_key, '')
     have_volume = have.get(default_key, '')
-    # How a disk is made, not what it is: PVE drops it once the disk exists (the image's size becomes the disk's).
-    imported = want.pop('import-from', None) is not None
-    new = NEW_DISK.match(want_volume)
-    warning = None
+    have_storage = _storage_of(have_volume)
+    have_size = size_bytes(have.get('size', ''))
     cloudinit = CLOUDINIT_DRIVE.match(want_volume)
     if cloudinit:
         # STORAGE:cloudinit asks PVE to make the cloud-init drive there; it stores the volume it made (a cdrom).
-        have_storage = have_volume.split(':', 1)[0] if ':' in have_volume else None
-        return have_storage == cloudinit.group('storage') and have.get('media') == 'cdrom', None
-    if new and imported:
-        have_storage = have_volume.split(':', 1)[0] if ':' in have_volume else None
-        if new.group('storage') and have_storage and new.group('storage') != have_storage:
-            warning = 'is on storage %s, not %s (disks are not moved)' % (have_storage, new.group('storage'))
-    elif new:
-        have_storage = have_volume.split(':', 1)[0] if ':' in have_volume else None
-        if new.group('storage') and have_storage and new.group('storage') != have_storage:
-            warning = 'is on storage %s, not %s (disks are not moved)' % (have_storage, new.group('storage'))
-        want_size = int(float(new.group('size')) * SIZE_UNITS['G'])
-        have_size = size_bytes(have.get('size', ''))
-        if have_size is not None and have_size != want_size:
-            warning = 'is %s, not %sG (disks are not resized)' % (have.get('size'), new.group('size'))
+        return DiskDelta(have_storage == cloudinit.group('storage') and have.get('media') == 'cdrom')
+    imported = want.pop('import-from', None) is not None
+    new = NEW_DISK.match(want_volume)
+    delta = DiskDelta(True, have_size=have_size, have_storage=have_storage)
+    if new:
+        delta.want_storage = new.group('storage')
+        if not imported and float(new.group('size')) > 0:
+            delta.want_size = int(float(new.group('size')) * SIZE_UNITS['G'])
     elif want_volume and want_volume != have_volume:
-        return False, None
+        delta.equal = False
+        return delta
+    elif 'size' in want:
+        delta.want_size = size_bytes(want['size'])
     want.pop('size', None)
-    return props_equal(want, have), warning
+    delta.equal = props_equal(want, have)
+    return delta
+
+
+def disk_equal(desired: Any, current: Any, default_key: str = 'file') -> Tuple[bool, Optional[str]]:
+    """(equal, warning) for a disk, size and storage aside: ``local-lvm:32`` matches an existing 32G disk on
+    local-lvm. A size or storage that differs is the warning (``disk_delta`` says by how much)."""
+    delta = disk_delta(desired, current, default_key)
+    warning = None
+    if delta.moved:
+        warning = 'is on storage %s, not %s (disks are not moved)' % (delta.have_storage, delta.want_storage)
+    if delta.resized:
+        sizes = (format_size(delta.have_size), format_size(delta.want_size))
+        warning = 'is %s, not %s (disks are not resized)' % sizes
+    return delta.equal, warning
+
+
+def with_disk_options(current: Any, desired: Any, default_key: str = 'file', size: Optional[int] = None,
+                      storage: Optional[str] = None) -> str:
+    """The current disk value with the desired options set (and, to predict a resize or a move, its size or
+    storage): what an update writes, since writing ``storage:size`` again would make PVE allocate a new disk."""
+    have = split_props(current, default_key)
+    want = split_props(desired, default_key)
+    for key in (default_key, 'size', 'import-from'):
+        want.pop(key, None)
+    volume = have.pop(default_key, '')
+    if storage is not None:
+        volume = '%s:%s' % (storage, volume.split(':', 1)[1] if ':' in volume else volume)
+    have.update(want)
+    if size is not None:
+        have['size'] = format_size(size)
+    return ','.join([volume] + ['%s=%s' % (k, v) if v != '' else k for k, v in have.items()])
 
 
 def values_equal(kind: GuestKind, key: str, desired: Any, current: Any) -> bool:
