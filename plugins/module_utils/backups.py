@@ -25,10 +25,10 @@ from typing import Any, Dict, List, Optional
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
     ApiError,
-    ClusterError,
+    BackupError,
+    BackupNotFoundError,
     GuestConflictError,
     GuestNotFoundError,
-    ResourceNotFoundError,
     TaskError,
     TaskTimeoutError,
     lock_of,
@@ -47,14 +47,6 @@ DEFAULT_NOTES = '{{guestname}}'
 # vzdump-qemu-100-2026_12_02-03_00_00.vma.zst (file storages) or backup/vm/100/2026-12-02T03:00:00Z (PBS)
 FILE_ARCHIVE = re.compile(r'(?:^|/)vzdump-(qemu|lxc|openvz)-(\d+)-(\d{4}_\d\d_\d\d-\d\d_\d\d_\d\d)\.(vma|tar)')
 PBS_ARCHIVE = re.compile(r'^backup/(vm|ct)/(\d+)/')
-
-
-class BackupNotFoundError(ResourceNotFoundError):
-    """No such backup archive, or no backup of the guest on the storages searched (the message lists them)."""
-
-
-class BackupError(ClusterError):
-    """A backup or restore request that cannot be right: a storage without backups, a running guest to replace..."""
 
 
 # ------------------------------------------------------------------ reading backups

@@ -160,6 +160,14 @@ class MigrationError(ClusterError):
     """A guest cannot move as asked (a precondition PVE checks, HA, a move left midway), said before any write."""
 
 
+class BackupNotFoundError(ResourceNotFoundError):
+    """No such backup archive, or no backup of the guest on the storages searched (the message lists them)."""
+
+
+class BackupError(ClusterError):
+    """A backup or restore request that cannot be right: a storage without backups, a running guest to replace..."""
+
+
 class NodeOfflineError(ClusterError):
     """The node a guest lives on (or the one asked for) is offline."""
 

@@ -64,6 +64,51 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+error:
+  description:
+    - Why the module failed, as data beside C(msg), so that a play can C(rescue) on RV(error.type)
+      instead of matching the text of the message. The same fields as the MCP server's tool errors.
+    - Never contains a token secret.
+  returned: failure
+  type: dict
+  sample: {type: GuestLockedError, cluster: production}
+  contains:
+    type:
+      description:
+        - The kind of failure, the name of the error class, for example V(GuestLockedError) (a guest stayed
+          locked by another task), V(TaskError) (a Proxmox task did not end V(OK)), V(TaskTimeoutError),
+          V(ClusterNotFoundError) (an unknown cluster name), V(ClusterConnectionError), V(AuthenticationError),
+          V(PermissionDeniedError), V(ApiError), V(GuestNotFoundError), V(GuestConflictError),
+          V(MigrationError) (a move PVE would refuse, or one left midway), V(SnapshotError),
+          V(SnapshotNotFoundError), V(BackupError), V(BackupNotFoundError), V(NodeOfflineError),
+          V(UnreadableClustersError) or V(ConfigError).
+      type: str
+      returned: always
+      sample: TaskError
+    cluster:
+      description: The cluster it happened on.
+      type: str
+      returned: when known
+      sample: production
+    status:
+      description: The HTTP status of the API's answer, when the API refused a request.
+      type: int
+      returned: when known
+      sample: 500
+    upid:
+      description: The id of the Proxmox task that failed.
+      type: str
+      returned: when a task failed
+    exitstatus:
+      description: How that task ended.
+      type: str
+      returned: when a task failed
+      sample: "command 'qm start 100' failed: exit code 1"
+    log:
+      description: The last lines of that task's log.
+      type: list
+      elements: str
+      returned: when a task failed
 cluster:
   description: The cluster read.
   returned: always

@@ -213,7 +213,9 @@ error:
           locked by another task), V(TaskError) (a Proxmox task did not end V(OK)), V(TaskTimeoutError),
           V(ClusterNotFoundError) (an unknown cluster name), V(ClusterConnectionError), V(AuthenticationError),
           V(PermissionDeniedError), V(ApiError), V(GuestNotFoundError), V(GuestConflictError),
-          V(NodeOfflineError), V(UnreadableClustersError) or V(ConfigError).
+          V(MigrationError) (a move PVE would refuse, or one left midway), V(SnapshotError),
+          V(SnapshotNotFoundError), V(BackupError), V(BackupNotFoundError), V(NodeOfflineError),
+          V(UnreadableClustersError) or V(ConfigError).
       type: str
       returned: always
       sample: TaskError
