@@ -623,7 +623,7 @@ def _fleet_tools(pmx: Pmx, tool) -> None:
 
     @tool(DESTRUCTIVE, 'Act on a selection of guests (bulk)')
     def bulk_guest_action(
-            action: Annotated[Literal['start', 'shutdown', 'stop', 'reboot', 'snapshot'], Field(
+            action: Annotated[Literal['start', 'shutdown', 'stop', 'reboot', 'snapshot', 'backup', 'migrate'], Field(
                 description='What to do to each selected guest.')],
             name_pattern: Annotated[Optional[str], Field(
                 description="Guest name glob, e.g. 'stg-web*'. Give name_pattern, cluster or tag.")] = None,
@@ -634,6 +634,10 @@ def _fleet_tools(pmx: Pmx, tool) -> None:
             type: Annotated[Optional[Literal['qemu', 'lxc']], Field(  # pylint: disable=redefined-builtin
                 description="Only VMs ('qemu') or only containers ('lxc').")] = None,
             snapname: Annotated[Optional[str], Field(description='Snapshot name (action snapshot).')] = None,
+            storage: Annotated[Optional[str], Field(description='Backup storage (action backup).')] = None,
+            target_node: Annotated[Optional[str], Field(description='Node to move to (action migrate).')] = None,
+            target_cluster: Annotated[Optional[str], Field(
+                description='Cluster to move to (action migrate).')] = None,
             serial: Annotated[int, Field(description='Rolling mode: this many guests at a time, each batch '
                                                      'finished before the next (0: all within the bounds).',
                                          ge=0)] = 0,
@@ -642,20 +646,21 @@ def _fleet_tools(pmx: Pmx, tool) -> None:
                 ge=0)] = None,
             confirm: ConfirmArg = False,
             timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
-        """Start, shut down, stop, reboot or snapshot every guest of a selection across the clusters,
+        """Start, shut down, stop, reboot, snapshot, back up or migrate every guest of a selection across the clusters,
         concurrently (at most 8 per cluster and 4 per node at once). Without confirm=true nothing is changed: the
         answer is a preview listing every selected guest with the steps it would get. Templates are never
         selected."""
         if not (name_pattern or cluster or tag):
             raise ClusterError("give name_pattern, cluster or tag to select guests (name_pattern='*' for all)")
-        options = selection.Options(timeout=timeout, snapname=snapname)
+        options = selection.Options(timeout=timeout, snapname=snapname, storage=storage, target_node=target_node,
+                                    target_cluster=target_cluster)
         selection.check_options(action, options)
         selector = selection.Selector(names=[name_pattern] if name_pattern else (),
                                       clusters=[cluster] if cluster else (), tags=[tag] if tag else (),
                                       status=status, types=[{'qemu': 'vm'}.get(type, type)] if type else ())
         picked = selection.select(pmx.reg(), selector)
-        for name in sorted(set(c for c, dummy in picked)):
-            pmx.check_writable(name)
+        for name in sorted(set(c for c, dummy in picked) | set([target_cluster] if target_cluster else [])):
+            pmx.check_writable(pmx.reg().router.resolve_cluster(name))
         run = functools.partial(selection.run_action, pmx.reg(), action, picked, options, serial=serial or None,
                                 max_failures=max_failures, scrub=pmx.scrub)
         results = run(check_mode=not confirm)

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from ansible_collections.pmx.multicluster.plugins.module_utils import snapshots
+from ansible_collections.pmx.multicluster.plugins.module_utils import backups, snapshots
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ClusterError, UnreadableClustersError
 from ansible_collections.pmx.multicluster.plugins.module_utils.fleet import Bounds, Runner, failure
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.manager import GuestManager
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests.migration import Migrator, MoveSpec
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import GuestSpec
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import DEFAULT_TIMEOUT, kind_of
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import parse_tags
@@ -99,6 +100,11 @@ class Options:
     snapname: Optional[str] = None
     description: Optional[str] = None
     vmstate: bool = False
+    storage: Optional[str] = None          # backup: the backup storage
+    mode: str = 'snapshot'                 # backup: snapshot, suspend or stop
+    compress: str = 'zstd'
+    target_node: Optional[str] = None      # migrate
+    target_cluster: Optional[str] = None   # migrate
 
 
 @dataclass(frozen=True)
@@ -138,7 +144,25 @@ def _snapshot(registry, cluster: str, guest: Dict, options: Options, check_mode:
     return {'changed': done['changed'], 'plan': [step] if done['changed'] else [], 'tasks': done['tasks']}
 
 
-# One entry per action. Backup and migrate are entries of the same form, over their own cores.
+def _backup(registry, cluster: str, guest: Dict, options: Options, check_mode: bool) -> Dict:
+    """A backup now to ``options.storage`` (backups.py, as pmx_backup): an action, so always a change."""
+    done = backups.Backups(registry.client(cluster), cluster, check_mode=check_mode).backup(
+        guest, options.storage, options.mode, options.compress, timeout=options.timeout)
+    step = {'action': 'backup', 'params': {'storage': options.storage, 'mode': options.mode}}
+    return {'changed': True, 'plan': [step], 'tasks': [done['task']] if done.get('task') else [],
+            'archive': done.get('volid')}
+
+
+def _migrate(registry, cluster: str, guest: Dict, options: Options, check_mode: bool) -> Dict:
+    """A move to ``options.target_node`` and / or ``options.target_cluster`` (guests/migration.py, as pmx_migrate)."""
+    spec = MoveSpec(name=guest.get('name'), vmid=int(guest['vmid']), type=guest['type'], cluster=cluster,
+                    target_node=options.target_node, target_cluster=options.target_cluster, timeout=options.timeout)
+    result = Migrator(registry, check_mode=check_mode).ensure(spec)
+    return dict((k, result[k]) for k in ('changed', 'plan', 'tasks', 'status', 'node', 'now', 'warnings')
+                if k in result)
+
+
+# One entry per action; each over its own core.
 ACTIONS: Dict[str, Action] = dict((a.name, a) for a in (
     Action('start', False, _power('started'), description='start the guests that are not running'),
     Action('shutdown', True, _power('stopped'),
@@ -147,6 +171,8 @@ ACTIONS: Dict[str, Action] = dict((a.name, a) for a in (
     Action('reboot', True, _power('restarted'), description='reboot the running guests, start the stopped ones'),
     Action('snapshot', False, _snapshot, needs=('snapname',),
            description='take the named snapshot of the guests that do not have it'),
+    Action('backup', False, _backup, needs=('storage',), description='back the guests up now'),
+    Action('migrate', True, _migrate, description='move the guests to the target node or cluster'),
 ))
 
 
@@ -161,6 +187,8 @@ def check_options(action: str, options: Options) -> Action:
     for need in entry.needs:
         if not getattr(options, need):
             raise ClusterError("action '%s' needs %s" % (action, need))
+    if action == 'migrate' and not (options.target_node or options.target_cluster):
+        raise ClusterError("action 'migrate' needs target_node or target_cluster")
     if options.snapname:
         snapshots.check_name(options.snapname)
     return entry
@@ -195,7 +223,10 @@ def run_action(registry: Any, action: str, picked: Sequence[Tuple[str, Dict]], o
             if check_mode:
                 out.update(entry.run(registry, cluster, dict(guest), options, True))
             else:
-                with runner.gate(bounds)(cluster, [guest['node']]):
+                nodes = [guest['node']]
+                if options.target_node and not options.target_cluster:
+                    nodes.append(options.target_node)  # a move within the cluster works on both nodes
+                with runner.gate(bounds)(cluster, nodes):
                     out.update(entry.run(registry, cluster, dict(guest), options, False))
         except ClusterError as exc:
             out.update(failed=True, error=failure(exc, scrub))

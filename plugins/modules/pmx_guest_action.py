@@ -9,7 +9,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r'''
 module: pmx_guest_action
-short_description: Start, shut down, stop, reboot or snapshot a selection of guests across Proxmox VE clusters
+short_description: Start, stop, reboot, snapshot, back up or migrate a selection of guests across Proxmox VE clusters
 version_added: 0.2.0
 description:
   - Selects existing VMs and containers across the configured clusters by name pattern (O(name)), cluster,
@@ -21,7 +21,10 @@ description:
   - Each power action is what M(pmx.multicluster.pmx_vm) does for the matching state (V(start) is
     C(state=started), V(shutdown) C(state=stopped), V(stop) C(state=stopped) without a shutdown, V(reboot)
     C(state=restarted)), so a guest already in that state is left alone (C(changed=false)). V(snapshot) takes
-    O(snapname) on each guest that has no snapshot of that name.
+    O(snapname) on each guest that has no snapshot of that name. V(backup) backs each guest up now to
+    O(storage), as M(pmx.multicluster.pmx_backup) does (an action, so always a change). V(migrate) moves each
+    guest to O(target_node) and / or O(target_cluster), as M(pmx.multicluster.pmx_migrate) does (a guest already
+    there is left alone).
   - Rolling mode (O(serial)) works O(serial) guests at a time, each batch finished before the next, and stops
     once more than O(max_failures) guests failed; the guests not begun are returned with C(skipped=true).
   - One guest failing does not stop the others (unless O(max_failures) is reached); the task fails at the end,
@@ -46,7 +49,7 @@ options:
     description: What to do to each selected guest.
     type: str
     required: true
-    choices: [start, shutdown, stop, reboot, snapshot]
+    choices: [start, shutdown, stop, reboot, snapshot, backup, migrate]
   name:
     description:
       - Guest name globs (V(stg-web*)); a guest matching any of them is selected. Case-insensitive.
@@ -81,6 +84,25 @@ options:
     description: With O(action=snapshot), include the RAM of running VMs.
     type: bool
     default: false
+  storage:
+    description: The backup storage, for O(action=backup) (required there).
+    type: str
+  backup_mode:
+    description: The backup mode, for O(action=backup).
+    type: str
+    choices: [snapshot, suspend, stop]
+    default: snapshot
+  compress:
+    description: The compression of the backup, for O(action=backup).
+    type: str
+    choices: ['zstd', 'gzip', 'lzo', '0']
+    default: zstd
+  target_node:
+    description: For O(action=migrate), the node to move each guest to (in O(target_cluster) when given).
+    type: str
+  target_cluster:
+    description: For O(action=migrate), the cluster to move each guest to.
+    type: str
   force:
     description: With O(action=shutdown), stop hard a guest that has not shut down within O(timeout).
     type: bool
@@ -122,6 +144,18 @@ EXAMPLES = r'''
     type: [vm]
     action: snapshot
     snapname: before-upgrade
+
+- name: Back up every staging guest tagged db now, then move them to another node, one at a time
+  pmx.multicluster.pmx_guest_action:
+    cluster: staging
+    tags: [db]
+    action: "{{ item.action }}"
+    storage: "{{ item.storage | default(omit) }}"
+    target_node: "{{ item.target_node | default(omit) }}"
+    serial: "{{ item.serial | default(0) }}"
+  loop:
+    - {action: backup, storage: backup-nfs}
+    - {action: migrate, target_node: stg-pve2, serial: 1}
 
 - name: Rolling reboot of the production databases, one at a time, stop at the first failure
   pmx.multicluster.pmx_guest_action:
@@ -270,6 +304,11 @@ def argument_spec():
         status=dict(type='str', choices=list(STATUSES)),
         type=dict(type='list', elements='str', choices=list(TYPES)),
         snapname=dict(type='str'),
+        storage=dict(type='str'),
+        backup_mode=dict(type='str', default='snapshot', choices=['snapshot', 'suspend', 'stop']),
+        compress=dict(type='str', default='zstd', choices=['zstd', 'gzip', 'lzo', '0']),
+        target_node=dict(type='str'),
+        target_cluster=dict(type='str'),
         snapshot_description=dict(type='str'),
         vmstate=dict(type='bool', default=False),
         force=dict(type='bool', default=False),
@@ -284,7 +323,9 @@ def act(pmx):
     """Select the guests and apply the action to each; a failure naming the failed guests if any."""
     p = pmx.params
     options = Options(timeout=p['timeout'], force=p['force'], snapname=p['snapname'],
-                      description=p['snapshot_description'], vmstate=p['vmstate'])
+                      description=p['snapshot_description'], vmstate=p['vmstate'], storage=p['storage'],
+                      mode=p['backup_mode'], compress=p['compress'], target_node=p['target_node'],
+                      target_cluster=p['target_cluster'])
     check_options(p['action'], options)  # before any request
     bounds = Bounds(p['per_cluster'], p['per_node'])
     selector = Selector(names=p['name'] or (), clusters=p['cluster'] or (), tags=p['tags'] or (),
@@ -306,7 +347,8 @@ def act(pmx):
 def main():
     PmxModule(argument_spec=argument_spec(), supports_check_mode=True,
               required_one_of=[('name', 'cluster', 'tags')],
-              required_if=[('action', 'snapshot', ('snapname',))]).run(act)
+              required_if=[('action', 'snapshot', ('snapname',)), ('action', 'backup', ('storage',)),
+                           ('action', 'migrate', ('target_node', 'target_cluster'), True)]).run(act)
 
 
 if __name__ == '__main__':
