@@ -190,6 +190,33 @@ def test_selection_actions_check_mode_then_real(fleet_lab, tmp_path):
                    if g.name.startswith('dr-fl'))
 
 
+def test_backup_and_migrate_a_selection(fleet_lab, tmp_path):
+    """backup and migrate are entries of the same action table: the stopped dr-fl guests backed up now (check mode
+    sends nothing), then dr-fl01 and dr-fl04 (on dr-pve1) moved to dr-pve3, check mode first; a rerun moves none."""
+    dr = fleet_lab.clusters['disaster-recovery']
+    select = {'name': ['dr-fl01', 'dr-fl04']}
+    before = dict((g.vmid, g.node) for g in dr.guests())
+    backups_before = len(fleet_lab.backups('disaster-recovery'))
+    result = run_play(tmp_path, [
+        {'name': 'backup_check', ACTION: dict(select, action='backup', storage='backup-nfs'),
+         'register': 'backup_check', 'check_mode': True},
+        {'name': 'backup', ACTION: dict(select, action='backup', storage='backup-nfs'), 'register': 'backup'},
+        {'name': 'move_check', ACTION: dict(select, action='migrate', target_node='dr-pve3'), 'register': 'move_check',
+         'check_mode': True},
+        {'name': 'move', ACTION: dict(select, action='migrate', target_node='dr-pve3', serial=1), 'register': 'move'},
+        {'name': 'move_again', ACTION: dict(select, action='migrate', target_node='dr-pve3'), 'register': 'again'},
+    ], env_file=fleet_lab.env_file)
+    assert result.rc == 0, result.output
+    assert all(actions(g) == ['backup'] for g in result['backup_check']['guests'])
+    assert len(fleet_lab.backups('disaster-recovery')) == backups_before + 2
+    assert all(g['archive'].startswith('backup-nfs:') for g in result['backup']['guests'])
+    assert all(g['plan'] and g['changed'] for g in result['move_check']['guests']), result['move_check']['guests']
+    assert result['move']['summary']['changed'] == 2 and result['again']['changed'] is False
+    for name in ('dr-fl01', 'dr-fl04'):
+        guest = named(fleet_lab, 'disaster-recovery', name)[0]
+        assert before[guest.vmid] == 'dr-pve1' and guest.node == 'dr-pve3'
+
+
 def test_rolling_mode_stops_at_the_failure_limit(fleet_lab, tmp_path):
     """serial 1, max_failures 1: the first two guests' stops fail, so the third and fourth are never begun."""
     stg = fleet_lab.clusters['staging']
