@@ -658,17 +658,18 @@ def test_ha_migrate_state_while_it_moves(tmp_path):
         lab.set_ha(SOURCE, 103, 'stopped')
         status, _ = src.task(src.start('/nodes/prod-pve1/qemu/103/migrate', target='prod-pve3'))
         assert status == 'OK' and src.resource(103)['node'] == 'prod-pve1'
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 15
         while src.resource(103).get('hastate') != 'migrate':
             assert time.monotonic() < deadline
             time.sleep(0.01)
         service = [s for s in src.data('/cluster/ha/status/current') if s['type'] == 'service'][0]
         assert (service['state'], service['request_state']) == ('migrate', 'stopped')
         assert src.resource(103)['lock'] == 'migrate'
-        while src.resource(103)['node'] != 'prod-pve3':
-            assert time.monotonic() < deadline
+        # The LRM's task moves the guest, then the HA manager records the service's state (a later step):
+        # wait for both, as a loaded machine may read in between.
+        while (src.resource(103)['node'], src.resource(103).get('hastate')) != ('prod-pve3', 'stopped'):
+            assert time.monotonic() < deadline, src.resource(103)
             time.sleep(0.01)
-        assert src.resource(103)['hastate'] == 'stopped'
 
 
 # ------------------------------------------------------------------ node answers and hooks
