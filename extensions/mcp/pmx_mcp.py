@@ -677,7 +677,6 @@ def _fleet_tools(pmx: Pmx, tool) -> None:
         return out
 
 
-
 def _migration_tools(pmx: Pmx, tool) -> None:
     """Register migrate_guest (only called with PMX_MCP_ALLOW_WRITE=1): the core's Migrator, previewed first."""
 
@@ -799,8 +798,8 @@ def _backup_tools(pmx: Pmx, tool) -> None:
         route, client, guest = pmx.locate(name, vmid, cluster)
         pmx.check_writable(route.cluster)
         rows = backups.guest_backups(client, route.cluster, storage, guest.get('name'))
-        done = backups.Backups(client, route.cluster, check_mode=not confirm).prune(storage, {'last': keep_last},
-                                                                                   rows)
+        pruner = backups.Backups(client, route.cluster, check_mode=not confirm)
+        done = pruner.prune(storage, {'last': keep_last}, rows)
         out = {'cluster': route.cluster, 'route_reason': route.reason, 'guest': pmx.summary(guest),
                'changed': bool(confirm and done['removed']), 'removed': done['removed'], 'kept': done['kept']}
         if not confirm:

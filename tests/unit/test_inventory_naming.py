@@ -1,4 +1,4 @@
-"""The inventory plugin's pure helpers: host naming with disambiguation, tags, addresses, the agent flag."""
+"""The inventory plugin's pure helpers (host naming, tags) and the guest facts it reads (addresses, agent)."""
 
 import re
 
@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from ansible_collections.pmx.multicluster.plugins.inventory import pmx
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests import facts
 
 
 def rec(name, cluster, vmid, **extra):
@@ -66,8 +67,8 @@ def test_addresses_ipv4_first_without_loopback_or_link_local():
         {'name': 'eth1', 'ip-addresses': [{'ip-address': '10.0.0.5'}, {'ip-address': '192.0.2.7'}]},
         {'name': 'eth2'},
     ]
-    assert pmx.addresses(interfaces) == ['10.0.0.5', '192.0.2.7', '2001:db8::5']
-    assert pmx.addresses(None) == []
+    assert facts.addresses(interfaces) == ['10.0.0.5', '192.0.2.7', '2001:db8::5']
+    assert facts.addresses(None) == []
 
 
 @pytest.mark.parametrize('config, enabled', [
@@ -76,7 +77,7 @@ def test_addresses_ipv4_first_without_loopback_or_link_local():
     ({'agent': 'enabled=0'}, False),
 ])
 def test_agent_enabled(config, enabled):
-    assert pmx.agent_enabled(config) is enabled
+    assert facts.agent_enabled(config) is enabled
 
 
 def test_normalise_keeps_only_json_safe_fields():

@@ -50,7 +50,7 @@ def addresses(interfaces: Any) -> List[str]:
             continue
         for entry in iface.get('ip-addresses') or []:
             try:
-                address = ipaddress.ip_address(str(entry.get('ip-address', '')).split('%')[0])
+                address = ipaddress.ip_address(str(entry.get('ip-address', '')).split('%', maxsplit=1)[0])
             except ValueError:
                 continue
             if address.is_loopback or address.is_link_local or address.is_unspecified:
@@ -63,7 +63,7 @@ def addresses(interfaces: Any) -> List[str]:
 def agent_enabled(config: Optional[Dict[str, Any]]) -> bool:
     """Whether a QEMU config turns the guest agent on (``agent: 1`` or ``agent: enabled=1,...``)."""
     value = str((config or {}).get('agent', '0'))
-    first = value.split(',')[0]
+    first = value.split(',', maxsplit=1)[0]
     return as_bool(first.split('=')[-1]) is True
 
 
