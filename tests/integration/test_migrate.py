@@ -14,7 +14,20 @@ import pytest
 import requests
 
 import pmxlab
-from conftest import BIN, MAY_FAIL, REPO, SHARED_LAB_HOST, ansible_env, capture, lab_secrets, mcp, play, run_playbook
+from conftest import (
+    BIN,
+    DEAD,
+    MAY_FAIL,
+    REPO,
+    SHARED_LAB_HOST,
+    ansible_env,
+    capture,
+    env_file,
+    lab_secrets,
+    mcp,
+    play,
+    run_playbook,
+)
 
 MIGRATE = 'pmx.multicluster.pmx_migrate'
 VM = 'pmx.multicluster.pmx_vm'
@@ -301,3 +314,21 @@ def test_ansible_doc_documents_every_option_with_both_kinds_of_move():
     text = subprocess.run([str(BIN / 'ansible-doc'), MIGRATE], env=ansible_env(), capture_output=True, text=True,
                           timeout=120, check=False).stdout
     assert 'MODULE pmx.multicluster.pmx_migrate' in text and 'RETURN VALUES' in text
+
+
+def test_a_move_to_a_cluster_that_is_down_is_refused_before_any_write(mlab, tmp_path):
+    """The target cluster unreachable: the move fails naming it, in check mode and for real; nothing was sent
+    to the source (no migration recorded) and the guest stays where it was."""
+    down = env_file(mlab, tmp_path, replace={'PROXMOX_CLUSTER_staging_API_URL': DEAD})
+    before = len(migrations(mlab, 'production'))
+    res = play(mlab, tmp_path, MIGRATE, [
+        ('check', {'name': 'prod-proxy01', 'target_cluster': 'staging'}, dict(CHECK, **MAY_FAIL)),
+        ('move', {'name': 'prod-proxy01', 'target_cluster': 'staging'}, MAY_FAIL),
+    ], env=down, args=())
+    for name in ('check', 'move'):
+        assert res[name]['failed'] and 'staging' in res[name]['msg'], res[name]
+        assert 'is unreachable' in res[name]['msg'] and 'PROXMOX_CLUSTER_staging_API_URL' in res[name]['msg']
+    assert len(migrations(mlab, 'production')) == before
+    proxy = guest(mlab, 'production', 'prod-proxy01')
+    assert proxy.status == 'stopped' and proxy.node == 'prod-pve1' and not proxy.lock
+
