@@ -64,8 +64,8 @@ def parse_args():
     parser.add_argument('--latency', type=float, default=0.02, help='seconds added to every response (default 0.02)')
     parser.add_argument('--first-host', default='127.0.5.2',
                         help='address of the first lab cluster (default 127.0.5.2)')
-    parser.add_argument('--repeat', type=int, default=3,
-                        help='rounds of the fast scenarios (each once per round); the median counts (default 3)')
+    parser.add_argument('--repeat', type=int, default=5,
+                        help='rounds of the fast scenarios (each once per round); the median counts (default 5)')
     parser.add_argument('--skip-facts', action='store_true', help='skip community.proxmox with want_facts (minutes)')
     return parser.parse_args()
 

@@ -199,7 +199,7 @@ from ansible.module_utils.common.text.converters import to_native, to_text
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ClusterError
-from ansible_collections.pmx.multicluster.plugins.module_utils.guests.facts import guest_addresses
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests.addresses import guest_addresses
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import guest_path
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import parse_tags
 from ansible_collections.pmx.multicluster.plugins.module_utils.redact import Scrubber

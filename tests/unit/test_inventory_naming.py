@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from ansible_collections.pmx.multicluster.plugins.inventory import pmx
-from ansible_collections.pmx.multicluster.plugins.module_utils.guests import facts
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests import addresses as facts
 
 
 def rec(name, cluster, vmid, **extra):

@@ -8,7 +8,7 @@ and filters the guests by name or glob, vmid, type, status, tags and pool. Only 
 each selected guest (config with its disks and nets, pending changes, snapshots, IP addresses), with bounded
 concurrency. Each guest says its cluster and why it is that cluster's (the name pattern that routes it there,
 or found there). A cluster that cannot be read is listed, never taken for "no such guest". Write-only config
-values (a cloud-init password) are masked. No Ansible import: the inventory uses the address helpers too.
+values (a cloud-init password) are masked. No Ansible import.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -16,17 +16,16 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import fnmatch
-import ipaddress
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ApiError, ClusterError, GuestConflictError
+from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ClusterError, GuestConflictError
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests.addresses import guest_addresses
 from ansible_collections.pmx.multicluster.plugins.module_utils.health import GUEST_TYPES, guest_row
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.diff import pending_state
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import guest_path, kind_of
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import (
-    as_bool,
     format_size,
     normalise_tags,
     size_bytes,
@@ -40,48 +39,6 @@ DETAILS = ('config', 'pending', 'snapshots', 'addresses')
 # Per-guest reads in flight at once, per cluster (the client keeps a few connections per host).
 DETAIL_WORKERS = 8
 MASK = '********'
-
-
-def addresses(interfaces: Any) -> List[str]:
-    """The IP addresses of a guest's interfaces (QEMU agent or LXC format): IPv4 first, no loopback or link-local."""
-    found: List[Any] = []
-    for iface in interfaces or []:
-        if not isinstance(iface, dict) or iface.get('name') == 'lo':
-            continue
-        for entry in iface.get('ip-addresses') or []:
-            try:
-                address = ipaddress.ip_address(str(entry.get('ip-address', '')).split('%', maxsplit=1)[0])
-            except ValueError:
-                continue
-            if address.is_loopback or address.is_link_local or address.is_unspecified:
-                continue
-            if str(address) not in [str(a) for a in found]:
-                found.append(address)
-    return [str(a) for a in sorted(found, key=lambda a: a.version)]
-
-
-def agent_enabled(config: Optional[Dict[str, Any]]) -> bool:
-    """Whether a QEMU config turns the guest agent on (``agent: 1`` or ``agent: enabled=1,...``)."""
-    value = str((config or {}).get('agent', '0'))
-    first = value.split(',', maxsplit=1)[0]
-    return as_bool(first.split('=')[-1]) is True
-
-
-def guest_addresses(client: Any, guest: Dict, config: Optional[Dict[str, Any]] = None) -> List[str]:
-    """A running guest's addresses: a container's interfaces, or a VM's guest agent (none when its agent is off,
-    not installed or not running: common, and not an error)."""
-    if guest.get('status') != 'running':
-        return []
-    base = guest_path(guest['type'], guest['node'], guest['vmid'])
-    if guest['type'] == 'lxc':
-        return addresses(client.get(base + '/interfaces'))
-    if config is not None and not agent_enabled(config):
-        return []
-    try:
-        answer = client.get(base + '/agent/network-get-interfaces') or {}
-    except ApiError:
-        return []
-    return addresses(answer.get('result') if isinstance(answer, dict) else answer)
 
 
 def disk_facts(kind: Any, config: Dict[str, Any]) -> List[Dict[str, Any]]:
