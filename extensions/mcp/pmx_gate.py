@@ -266,6 +266,17 @@ class Audit:
         self.path = path or None
         self.scrub = scrub
 
+    def check(self) -> None:
+        """:raises ConfigError: the file cannot be opened for appending (checked at start: no write may
+        happen that the log would miss)."""
+        if not self.path:
+            return
+        try:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+        except OSError as exc:
+            raise ConfigError('PMX_MCP_AUDIT_LOG=%s cannot be appended to: %s; no tool works until it is fixed'
+                              % (self.path, exc.strerror)) from None
+
     @staticmethod
     def arguments(kwargs: Dict) -> Dict:
         """The call's arguments for the record: the confirmation token by its id only."""
@@ -311,7 +322,11 @@ class Audit:
         }
         entry = self.scrub(entry)
         line = json.dumps(entry, sort_keys=True, default=str, separators=(',', ':')) + '\n'
-        self.append(line)
+        try:
+            self.append(line)
+        except OSError as exc:
+            # The call has been made: its answer stands, and says the record is missing.
+            return {'audit_error': 'the audit log %s could not be appended to: %s' % (self.path, exc.strerror)}
         return entry
 
     def append(self, line: str) -> None:
@@ -427,7 +442,9 @@ def bearer_auth(token: str, url: str) -> Dict[str, Any]:
 
 
 def transport_security(host: str, port: int, allowed_hosts: List[str]):
-    """DNS-rebinding protection (the SDK's TransportSecuritySettings): the Host header must name this server."""
+    """DNS-rebinding protection (the SDK's TransportSecuritySettings): the Host header must be a loopback name,
+    the address listened on, or one of ``allowed_hosts`` (``name`` for any port or none, as behind a TLS
+    proxy on 443; ``name:port`` for that port only); a browser's Origin must name one of them too."""
     from mcp.server.transport_security import TransportSecuritySettings
 
     hosts = ['127.0.0.1:*', 'localhost:*', '[::1]:*']
@@ -435,7 +452,15 @@ def transport_security(host: str, port: int, allowed_hosts: List[str]):
     if host not in ('0.0.0.0', '::'):
         hosts.append('%s:%d' % (bind, port))
     for name in allowed_hosts:
-        hosts.append(name if ':' in name.lstrip('[').split(']')[-1] else '%s:%d' % (name, port))
-    origins = ['http://%s' % h.replace(':*', ':*') for h in hosts] + ['https://%s' % h for h in hosts]
+        name = name.strip()
+        if not name:
+            continue
+        if ':' in name.rsplit(']', 1)[-1]:
+            hosts.append(name)
+        else:
+            hosts.extend([name, name + ':*'])
+    origins = []
+    for value in hosts:
+        origins.extend(['http://' + value, 'https://' + value])
     return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts,
                                      allowed_origins=origins)

@@ -168,6 +168,7 @@ class Pmx:
         self.audit = pmx_gate.Audit(environ.get('PMX_MCP_AUDIT_LOG', '').strip() or None, self.scrub.deep)
         try:
             self.gate.ttl = pmx_gate.confirm_ttl(environ)
+            self.audit.check()
             config = load_config(environ=environ, env_file=env_file)
             self.scrub.add(config.secrets)
             self.deadline = _deadline(environ)
@@ -333,7 +334,10 @@ def guarded(pmx: Pmx, fn: Callable, annotations: ToolAnnotations) -> Callable:
             LOG.warning('%s failed unexpectedly: %s: %s', name, type(exc).__name__, pmx.scrub(str(exc)))
             raise ToolError('internal error in pmx_mcp (%s); see the server log' % type(exc).__name__) from None
         if audited:
-            pmx.audit.record(name, kwargs, started, result=result)
+            entry = pmx.audit.record(name, kwargs, started, result=result)
+            if entry and entry.get('audit_error') and isinstance(result, dict):
+                LOG.warning('%s', entry['audit_error'])
+                result = dict(result, audit_error=entry['audit_error'])
         return pmx.scrub.deep(result)
     return wrapper
 

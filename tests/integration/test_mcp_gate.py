@@ -158,6 +158,7 @@ def test_bulk_preview_lists_every_guest_and_binds_the_selection(gate_lab):
     lab = gate_lab
     expected = sorted((c, g.vmid) for c in lab.clusters for g in lab.clusters[c].guests()
                       if g.name.startswith(('stg-', 'dr-')) and g.name.endswith('01') and not g.template)
+    assert len(expected) == 10
 
     async def body(client):
         args = {'action': 'snapshot', 'name_pattern': '*01', 'snapname': 'gate-bulk', 'cluster': '[sd]*'}
@@ -209,7 +210,8 @@ def test_audit_log(gate_lab, tmp_path):
         ('snapshot_delete', 'preview', 'preview'), ('snapshot_delete', 'refused', 'refused'),
         ('snapshot_delete', 'write', 'changed'), ('start_guest', 'write', 'failed')]
     for entry in lines:
-        assert {'time', 'tool', 'arguments', 'cluster', 'route_reason', 'plan', 'tasks', 'outcome', 'client'} <= set(entry)
+        assert {'time', 'tool', 'arguments', 'cluster', 'route_reason', 'plan', 'tasks', 'outcome',
+                'client'} <= set(entry)
         assert entry['client'] == CLIENT[0] and entry['client_version'] == CLIENT[1]
     start, dummy, preview, refused, delete, failed = lines
     assert start['cluster'] == 'production' and start['route_reason'] == "pattern 'prod-*'"
@@ -230,12 +232,18 @@ def test_audit_log(gate_lab, tmp_path):
     assert res['staging'][1]['matched'] == 0
 
 
-def test_audit_log_off_by_default(gate_lab):
+def test_audit_log_off_by_default_and_unwritable(gate_lab, tmp_path):
+    """Without PMX_MCP_AUDIT_LOG audit_log says it is off; a file that cannot be appended to is a configuration
+    error that every tool reports (no write happens that the log would miss)."""
     async def body(client):
-        return await client.call('audit_log')
+        return [await client.call('audit_log'), await client.call('start_guest', name='prod-batch01')]
 
-    (err, text), dummy, dummy = session(gate_lab, body)
+    ((err, text), dummy), dummy, dummy = session(gate_lab, body)
     assert err is True and 'the audit log is off' in text and 'PMX_MCP_AUDIT_LOG' in text
+    before = len(writes(gate_lab))
+    (dummy, (err, text)), dummy, stderr = session(gate_lab, body, PMX_MCP_AUDIT_LOG=tmp_path / 'nosuch' / 'a.jsonl')
+    assert err is True and 'cannot be appended to: No such file or directory' in text
+    assert len(writes(gate_lab)) == before and 'configuration error' in stderr
 
 
 # ------------------------------------------------------------------ streamable HTTP
@@ -279,7 +287,7 @@ def test_http_bearer_token(gate_lab):
     host = '127.%d.11.90' % _NET
     port = free_port(host)
     token = 'http-bearer-token-0123456789abcdef'
-    proc = start_http(lab, host, port, token)
+    proc = start_http(lab, host, port, token, ['--allowed-host', 'mcp.example.test'])
     url = 'http://%s:%d/mcp' % (host, port)
     try:
         wait_listening(proc, host, port)
@@ -288,6 +296,8 @@ def test_http_bearer_token(gate_lab):
         wrong = httpx2.post(url, json=INIT, headers=dict(headers, Authorization='Bearer not-the-token'), timeout=10)
         rebinding = httpx2.post(url, json=INIT, headers=dict(headers, Authorization='Bearer ' + token,
                                                              Host='evil.example:%d' % port), timeout=10)
+        proxied = httpx2.post(url, json=INIT, headers=dict(headers, Authorization='Bearer ' + token,
+                                                           Host='mcp.example.test'), timeout=10)
 
         async def client():
             async with httpx2.AsyncClient(headers={'Authorization': 'Bearer ' + token}, timeout=30) as http:
@@ -305,6 +315,7 @@ def test_http_bearer_token(gate_lab):
     assert missing.status_code == 401 and wrong.status_code == 401, (missing.text, wrong.text)
     assert 'invalid_token' in missing.text
     assert rebinding.status_code in (403, 421), rebinding.text
+    assert proxied.status_code == 200, proxied.text
     assert {'list_guests', 'stop_guest', 'audit_log'} <= set(t.name for t in tools)
     assert route.structured_content['cluster'] == 'staging'
     assert token not in stdout + stderr and 'Traceback' not in stderr
