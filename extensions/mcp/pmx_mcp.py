@@ -728,7 +728,16 @@ def _fleet_tools(pmx: Pmx, tool) -> None:
             type: Annotated[Optional[Literal['qemu', 'lxc']], Field(  # pylint: disable=redefined-builtin
                 description="Only VMs ('qemu') or only containers ('lxc').")] = None,
             snapname: Annotated[Optional[str], Field(description='Snapshot name (action snapshot).')] = None,
+            snapshot_description: Annotated[Optional[str], Field(
+                description='Description of the snapshots (action snapshot).')] = None,
+            vmstate: Annotated[bool, Field(description="Include running VMs' RAM (action snapshot).")] = False,
             storage: Annotated[Optional[str], Field(description='Backup storage (action backup).')] = None,
+            backup_mode: Annotated[Literal['snapshot', 'suspend', 'stop'], Field(
+                description='Backup mode (action backup).')] = 'snapshot',
+            compress: Annotated[Literal['zstd', 'gzip', 'lzo', '0'], Field(
+                description="Backup compression, '0' for none (action backup).")] = 'zstd',
+            force: Annotated[bool, Field(
+                description='Action shutdown: stop hard a guest that has not shut down within timeout.')] = False,
             target_node: Annotated[Optional[str], Field(description='Node to move to (action migrate).')] = None,
             target_cluster: Annotated[Optional[str], Field(
                 description='Cluster to move to (action migrate).')] = None,
@@ -746,8 +755,9 @@ def _fleet_tools(pmx: Pmx, tool) -> None:
         selected."""
         if not (name_pattern or cluster or tag):
             raise ClusterError("give name_pattern, cluster or tag to select guests (name_pattern='*' for all)")
-        options = selection.Options(timeout=timeout, snapname=snapname, storage=storage, target_node=target_node,
-                                    target_cluster=target_cluster)
+        options = selection.Options(timeout=timeout, force=force, snapname=snapname, description=snapshot_description,
+                                    vmstate=vmstate, storage=storage, mode=backup_mode, compress=compress,
+                                    target_node=target_node, target_cluster=target_cluster)
         selection.check_options(action, options)
         selector = selection.Selector(names=[name_pattern] if name_pattern else (),
                                       clusters=[cluster] if cluster else (), tags=[tag] if tag else (),
