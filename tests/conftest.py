@@ -294,10 +294,11 @@ class McpSession:
         return await self.call(tool, confirm=True, confirmation_token=preview['confirmation_token'], **arguments)
 
 
-def run_mcp(env, body, client_info=None):
+def run_mcp(env, body, client_info=None, session_options=None):
     """Start the installed MCP server with ``env`` and run ``await body(McpSession)``.
 
-    ``client_info``: the client's (name, version) in its initialize request.
+    ``client_info``: the client's (name, version) in its initialize request; ``session_options``: more
+    ClientSession arguments (an ``elicitation_callback``).
     Returns (the body's value, every tool result text, the server's stderr).
     """
     from mcp import ClientSession, StdioServerParameters, stdio_client
@@ -308,7 +309,7 @@ def run_mcp(env, body, client_info=None):
             params = StdioServerParameters(command=sys.executable, args=[str(MCP_SERVER)], env=env)
             async with stdio_client(params, errlog=errlog) as (read, write):
                 info = Implementation(name=client_info[0], version=client_info[1]) if client_info else None
-                async with ClientSession(read, write, client_info=info) as session:
+                async with ClientSession(read, write, client_info=info, **(session_options or {})) as session:
                     await session.initialize()
                     client = McpSession(session)
                     value = await body(client)

@@ -31,7 +31,7 @@ import time
 from datetime import datetime, timezone
 from typing import Annotated, Any, Callable, Dict, List, Optional, Tuple
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ClusterError, ConfigError
 
@@ -52,6 +52,30 @@ TokenArg = Annotated[Optional[str], Field(
 
 # The MCP client of the call in progress (its initialize request's clientInfo), set by ClientInfo.
 CLIENT: contextvars.ContextVar = contextvars.ContextVar('pmx_mcp_client', default=None)
+# The name of the gated wrapper's Context parameter (the SDK injects it; it is not a tool argument).
+CONTEXT_PARAM = 'mcp_context'
+
+
+class Approval(BaseModel):
+    """What the person is asked (MCP elicitation, PMX_MCP_ELICIT=1)."""
+
+    approve: bool = Field(description='true: do it now; false: do nothing.')
+
+
+def ask_person(context: Any, message: str) -> Optional[bool]:
+    """Ask the person through the client (MCP elicitation) from the tool's worker thread: True (approved),
+    False (declined, cancelled), None (the client cannot be asked: no elicitation capability)."""
+    import anyio.from_thread
+    from mcp.types import ClientCapabilities, ElicitationCapability
+
+    try:
+        session = context.request_context.session
+        if not session.check_client_capability(ClientCapabilities(elicitation=ElicitationCapability())):
+            return None
+    except (AttributeError, ValueError):
+        return None
+    answer = anyio.from_thread.run(context.elicit, message, Approval)
+    return answer.action == 'accept' and getattr(answer, 'data', None) is not None and answer.data.approve is True
 
 
 def confirm_ttl(environ: Dict[str, str]) -> float:
@@ -121,9 +145,13 @@ def describe(tool: str, target: Dict) -> str:
 class Gate:
     """Issues and checks confirmation tokens; ``wrap`` puts a destructive tool behind it."""
 
-    def __init__(self, ttl: float = DEFAULT_CONFIRM_TTL, clock: Callable[[], float] = time.time):
+    def __init__(self, ttl: float = DEFAULT_CONFIRM_TTL, clock: Callable[[], float] = time.time,
+                 elicit: bool = False):
         self.ttl = ttl
         self.clock = clock
+        # PMX_MCP_ELICIT=1: a client that supports elicitation is asked to have the person approve, instead of
+        # the token round trip (an agent may answer elicitations itself: off by default).
+        self.elicit = elicit
         # Per process, never stored: a restart invalidates every token.
         self._key = secrets.token_bytes(32)
         self._lock = threading.Lock()
@@ -190,10 +218,14 @@ class Gate:
                   for p in signature.parameters.values()]
         params.append(inspect.Parameter(TOKEN_PARAM, inspect.Parameter.KEYWORD_ONLY, default=None,
                                         annotation=TokenArg))
+        from mcp.server.mcpserver import Context
+        params.append(inspect.Parameter(CONTEXT_PARAM, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                        annotation=Optional[Context]))
 
         def gated(**kwargs):
             confirm = kwargs.pop('confirm', False)
             token = kwargs.pop(TOKEN_PARAM, None)
+            context = kwargs.pop(CONTEXT_PARAM, None)
             preview = fn(confirm=False, **kwargs)
             if not isinstance(preview, dict) or not preview.get('preview'):
                 return preview  # nothing to confirm: nothing would be done
@@ -210,6 +242,14 @@ class Gate:
                 fresh['to_confirm'] = self.how_to(tool)
                 raise ConfirmationRefused('%s: %s; nothing was changed. A fresh preview with a new token is in this '
                                           'answer' % (tool, reason), fresh)
+            if self.elicit and not token and context is not None:
+                approved = ask_person(context, '%s: %s. Approve?' % (tool, preview.get('would') or 'a change'))
+                if approved:
+                    result = fn(confirm=True, **kwargs)
+                    return dict(result, confirmed_by='elicitation') if isinstance(result, dict) else result
+                if approved is False:
+                    return dict(preview, **self.issue(tool, binding, target), to_confirm=self.how_to(tool),
+                                note='the person declined (elicitation); nothing was changed')
             out = dict(preview, **self.issue(tool, binding, target))
             out['to_confirm'] = self.how_to(tool)
             if confirm is True:
@@ -225,7 +265,7 @@ class Gate:
             'call it again with the same arguments, confirm=true and that confirmation_token.' % int(self.ttl))
         gated.__signature__ = signature.replace(parameters=params)
         gated.__annotations__ = dict(getattr(fn, '__annotations__', {}), confirm=ConfirmArg,
-                                     **{TOKEN_PARAM: TokenArg})
+                                     **{TOKEN_PARAM: TokenArg, CONTEXT_PARAM: Optional[Context]})
         gated.__wrapped_gate__ = True
         return gated
 
@@ -280,7 +320,7 @@ class Audit:
     @staticmethod
     def arguments(kwargs: Dict) -> Dict:
         """The call's arguments for the record: the confirmation token by its id only."""
-        args = dict(kwargs)
+        args = dict((k, v) for k, v in kwargs.items() if k != CONTEXT_PARAM)
         token = args.get(TOKEN_PARAM)
         if token:
             parts = str(token).split('.')
@@ -317,6 +357,7 @@ class Audit:
             'tasks': _upids(result, []), 'outcome': outcome, 'changed': bool(result.get('changed')),
             'error': str(error) if error is not None else None,
             'token_id': result.get('token_id') or result.get('confirmed_token_id'),
+            'confirmed_by': result.get('confirmed_by') or ('token' if result.get('confirmed_token_id') else None),
             'client': client.get('name'), 'client_version': client.get('version'),
             'seconds': round(time.monotonic() - started, 3),
         }

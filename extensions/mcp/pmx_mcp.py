@@ -164,7 +164,7 @@ class Pmx:
         self.write_clusters: Optional[List[str]] = None  # None: every cluster
         self.write_error: Optional[ClusterError] = None
         # The confirmation gate and the audit log (pmx_gate); a bad PMX_MCP_CONFIRM_TTL is a configuration error.
-        self.gate = pmx_gate.Gate()
+        self.gate = pmx_gate.Gate(elicit=as_bool(environ.get('PMX_MCP_ELICIT', '')) is True)
         self.audit = pmx_gate.Audit(environ.get('PMX_MCP_AUDIT_LOG', '').strip() or None, self.scrub.deep)
         try:
             self.gate.ttl = pmx_gate.confirm_ttl(environ)

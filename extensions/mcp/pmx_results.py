@@ -32,6 +32,8 @@ class Preview(TypedDict, total=False):
     confirmed_token_id: Annotated[Optional[str], Field(
         description='After an action: the id of the token that confirmed it.')]
     note: Annotated[Optional[str], Field(description='Why a call with confirm or a token only previewed.')]
+    confirmed_by: Annotated[Optional[str], Field(
+        description="'elicitation' when the person approved it through the client (PMX_MCP_ELICIT=1).")]
 
 
 @with_config(ALLOW)

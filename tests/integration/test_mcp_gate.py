@@ -32,9 +32,9 @@ def server_env(lab, **extra):
     return ansible_env(env_file=lab.env_file, extra=dict((k, str(v)) for k, v in extra.items()))
 
 
-def session(lab, body, **extra):
+def session(lab, body, session_options=None, **extra):
     """run_mcp with writes on, as CLIENT; the output is kept for the session-wide secret scan."""
-    value, texts, stderr = run_mcp(server_env(lab, **extra), body, client_info=CLIENT)
+    value, texts, stderr = run_mcp(server_env(lab, **extra), body, client_info=CLIENT, session_options=session_options)
     capture(lab, 'mcp', json.dumps(value, default=str), '\n'.join(texts), stderr)
     assert 'Traceback' not in stderr, stderr
     return value, texts, stderr
@@ -48,11 +48,13 @@ def status(lab, cluster, vmid):
 
 def test_gated_tools_schemas(gate_lab):
     """Every destructive tool takes a strict boolean confirm and a confirmation_token; write tools' output
-    schemas list their fields, the preview and token fields included."""
+    schemas list their fields, the preview and token fields included. Without PMX_MCP_AUDIT_LOG, audit_log says
+    the log is off."""
     async def body(client):
-        return (await client.session.list_tools()).tools
+        return (await client.session.list_tools()).tools, await client.call('audit_log')
 
-    tools, dummy, dummy = session(gate_lab, body)
+    (tools, (err, text)), dummy, dummy = session(gate_lab, body)
+    assert err is True and 'the audit log is off' in text and 'PMX_MCP_AUDIT_LOG' in text
     by_name = dict((t.name, t) for t in tools)
     destructive = set(n for n, t in by_name.items() if t.annotations.destructive_hint and t.annotations.idempotent_hint)
     assert destructive == GATED
@@ -60,6 +62,7 @@ def test_gated_tools_schemas(gate_lab):
         props = by_name[name].input_schema['properties']
         assert props['confirm']['type'] == 'boolean' and props['confirm']['default'] is False
         assert props['confirmation_token']['description'], name
+        assert 'mcp_context' not in props and 'mcp_context' not in json.dumps(by_name[name].input_schema)
         out = by_name[name].output_schema['properties']
         for field in ('preview', 'would', 'confirmation_token', 'token_expires_in', 'changed'):
             assert field in out, (name, field)
@@ -178,6 +181,34 @@ def test_bulk_preview_lists_every_guest_and_binds_the_selection(gate_lab):
     assert snapped == expected
 
 
+def test_elicitation_asks_the_person_when_enabled(gate_lab):
+    """PMX_MCP_ELICIT=1 and a client that supports elicitation: the person is asked (the preview's words); an
+    approval acts at once (no token), a refusal changes nothing and answers with the preview and a token."""
+    from mcp.types import ElicitResult
+
+    lab = gate_lab
+    asked = []
+
+    async def answer(context, params):
+        asked.append(params.message)
+        return ElicitResult(action='accept', content={'approve': 'dr-web01' in params.message})
+
+    async def body(client):
+        before = len(writes(lab))
+        declined = await client.call('stop_guest', name='dr-web02')
+        written = len(writes(lab)) - before
+        approved = await client.call('stop_guest', name='dr-web01')
+        return declined, written, approved
+
+    (declined, written, approved), dummy, dummy = session(lab, body, session_options={'elicitation_callback': answer},
+                                                          PMX_MCP_ELICIT=1)
+    assert len(asked) == 2 and asked[0].startswith('stop_guest: power off the running VM') and 'Approve?' in asked[0]
+    assert declined[0] is False and declined[1]['preview'] is True and 'declined' in declined[1]['note']
+    assert declined[1]['confirmation_token'] and written == 0 and status(lab, 'disaster-recovery', 101) == 'running'
+    assert approved[0] is False and approved[1]['changed'] is True and approved[1]['confirmed_by'] == 'elicitation'
+    assert status(lab, 'disaster-recovery', 100) == 'stopped'
+
+
 # ------------------------------------------------------------------ the audit log
 
 def test_audit_log(gate_lab, tmp_path):
@@ -232,14 +263,12 @@ def test_audit_log(gate_lab, tmp_path):
     assert res['staging'][1]['matched'] == 0
 
 
-def test_audit_log_off_by_default_and_unwritable(gate_lab, tmp_path):
-    """Without PMX_MCP_AUDIT_LOG audit_log says it is off; a file that cannot be appended to is a configuration
-    error that every tool reports (no write happens that the log would miss)."""
+def test_audit_log_unwritable(gate_lab, tmp_path):
+    """A PMX_MCP_AUDIT_LOG that cannot be appended to is a configuration error that every tool reports (no
+    write happens that the log would miss)."""
     async def body(client):
         return [await client.call('audit_log'), await client.call('start_guest', name='prod-batch01')]
 
-    ((err, text), dummy), dummy, dummy = session(gate_lab, body)
-    assert err is True and 'the audit log is off' in text and 'PMX_MCP_AUDIT_LOG' in text
     before = len(writes(gate_lab))
     (dummy, (err, text)), dummy, stderr = session(gate_lab, body, PMX_MCP_AUDIT_LOG=tmp_path / 'nosuch' / 'a.jsonl')
     assert err is True and 'cannot be appended to: No such file or directory' in text
@@ -322,22 +351,15 @@ def test_http_bearer_token(gate_lab):
     capture(lab, 'mcp-http', stdout, stderr, json.dumps(route.structured_content))
 
 
-def test_http_refuses_non_loopback_without_token(gate_lab, tmp_path):
-    """Listening on a non-loopback address without a bearer token is refused at start, with what to set; an
-    empty token file too; loopback without a token is the documented default."""
+def test_http_refuses_non_loopback_without_token(gate_lab):
+    """Listening on a non-loopback address without a bearer token is refused at start, with what to set (an
+    empty or short token: tests/unit/test_confirm_gate.py); loopback without a token is the documented default."""
     lab = gate_lab
-    empty = tmp_path / 'token'
-    empty.write_text('\n')
-    outs = []
-    for args in (['--host', '0.0.0.0'], ['--token-file', str(empty), '--host', '192.0.2.10']):
-        proc = subprocess.run([sys.executable, str(MCP_SERVER), '--transport', 'http', '--port', '9'] + args,
-                              env=server_env(lab), capture_output=True, text=True, timeout=60,
-                              stdin=subprocess.DEVNULL, check=False)
-        outs.append(proc)
-    refused, empty_file = outs
+    refused = subprocess.run([sys.executable, str(MCP_SERVER), '--transport', 'http', '--port', '9', '--host',
+                              '0.0.0.0'], env=server_env(lab), capture_output=True, text=True, timeout=60,
+                             stdin=subprocess.DEVNULL, check=False)
     assert refused.returncode == 2 and 'refusing to listen on 0.0.0.0 without a bearer token' in refused.stderr
     assert 'PMX_MCP_HTTP_TOKEN' in refused.stderr and 'Traceback' not in refused.stderr
-    assert empty_file.returncode == 2 and 'is empty' in empty_file.stderr and 'Traceback' not in empty_file.stderr
     host = '127.%d.11.91' % _NET
     port = free_port(host)
     proc = start_http(lab, host, port)

@@ -57,6 +57,37 @@ def test_a_token_confirms_one_of_many_concurrent_calls():
     assert results.count(None) == 1 and all('already used' in r for r in results if r is not None)
 
 
+def test_http_token_and_bind_checks(tmp_path):
+    empty = tmp_path / 'empty'
+    empty.write_text('\n')
+    good = tmp_path / 'token'
+    good.write_text('0123456789abcdef0123\n')
+    for environ, path, message in (({}, str(empty), 'is empty'), ({'PMX_MCP_HTTP_TOKEN': 'short'}, None, 'too short'),
+                                   ({}, str(tmp_path / 'nosuch'), 'cannot be read: No such file')):
+        try:
+            pmx_gate.http_token(environ, path)
+        except pmx_gate.ConfigError as exc:
+            assert message in str(exc)
+        else:
+            raise AssertionError(message)
+    assert pmx_gate.http_token({'PMX_MCP_HTTP_TOKEN': 'x' * 20}, str(good)) == '0123456789abcdef0123'
+    assert pmx_gate.http_token({'PMX_MCP_HTTP_TOKEN_FILE': str(good)}, None) == '0123456789abcdef0123'
+    assert pmx_gate.http_token({}, None) is None
+    for host in ('127.0.0.1', '127.42.11.90', 'localhost', '::1'):
+        pmx_gate.check_bind(host, None)
+    for host in ('0.0.0.0', '192.0.2.10', '::', 'mcp.example.com'):
+        try:
+            pmx_gate.check_bind(host, None)
+        except pmx_gate.ConfigError as exc:
+            assert 'refusing to listen on %s without a bearer token' % host in str(exc)
+        else:
+            raise AssertionError(host)
+        pmx_gate.check_bind(host, 'a-token-of-sixteen-chars')
+    security = pmx_gate.transport_security('10.0.0.5', 8765, ['mcp.example.com', 'other:9000'])
+    assert {'10.0.0.5:8765', 'mcp.example.com', 'mcp.example.com:*', 'other:9000'} <= set(security.allowed_hosts)
+    assert 'https://mcp.example.com' in security.allowed_origins
+
+
 def _writer(path, number):
     audit = pmx_gate.Audit(path, Scrubber(['writer-secret-value']).deep)
     for index in range(200):
