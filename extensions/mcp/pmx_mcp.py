@@ -891,6 +891,8 @@ def _backup_tools(pmx: Pmx, tool) -> None:
     """list_backups (always); backup_now, prune_backups and restore_backup with PMX_MCP_ALLOW_WRITE=1."""
     StorageArg = Annotated[Optional[str], Field(description="Backup storage (content 'backup'), e.g. 'backup-nfs'. "
                                                             'Optional for listing: every backup storage.')]
+    KeepArg = Annotated[Optional[int], Field(description='Keep the newest backup of each of the last N such periods.',
+                                             ge=1)]
 
     @tool(READ, 'List backups of a guest')
     def list_backups(name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
@@ -930,16 +932,24 @@ def _backup_tools(pmx: Pmx, tool) -> None:
 
     @tool(DESTRUCTIVE, 'Prune backups of a guest')
     def prune_backups(storage: Annotated[str, Field(description='Backup storage.')],
-                      keep_last: Annotated[int, Field(description='Keep the newest N backups.', ge=1)],
+                      keep_last: Annotated[Optional[int], Field(description='Keep the newest N backups.', ge=1)]
+                      = None,
                       name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
+                      keep_hourly: KeepArg = None, keep_daily: KeepArg = None, keep_weekly: KeepArg = None,
+                      keep_monthly: KeepArg = None, keep_yearly: KeepArg = None,
                       confirm: ConfirmArg = False) -> BackupWrite:
-        """Delete the backups of a guest beyond the newest keep_last (protected ones always stay). Without
-        confirm=true it only returns a preview of what would be deleted."""
+        """Delete the backups of a guest that the keep rules do not keep (Proxmox VE's prune-backups rules, as
+        pmx_backup's keep: keep_last the newest N, keep_daily the newest of each of the last N days...; give at
+        least one); protected ones always stay. Behind the confirmation gate: the first call previews what
+        would be deleted."""
+        keep = {'last': keep_last, 'hourly': keep_hourly, 'daily': keep_daily, 'weekly': keep_weekly,
+                'monthly': keep_monthly, 'yearly': keep_yearly}
+        backups.keep_counts(keep)  # before any request: at least one rule
         route, client, guest = pmx.locate(name, vmid, cluster)
         pmx.check_writable(route.cluster)
         rows = backups.guest_backups(client, route.cluster, storage, guest.get('name'))
         pruner = backups.Backups(client, route.cluster, check_mode=not confirm)
-        done = pruner.prune(storage, {'last': keep_last}, rows)
+        done = pruner.prune(storage, keep, rows)
         out = {'cluster': route.cluster, 'route_reason': route.reason, 'guest': pmx.summary(guest),
                'changed': bool(confirm and done['removed']), 'removed': done['removed'], 'kept': done['kept']}
         if not confirm:

@@ -378,7 +378,8 @@ def test_http_refuses_non_loopback_without_token(gate_lab):
 
 def test_evacuate_node_and_disk_tools(gate_lab):
     """evacuate_node previews every guest of the node and where it goes, then moves them all; disk_move and
-    disk_detach preview, then act through the core's planner."""
+    disk_detach preview, then act through the core's planner; prune_backups takes the keep rules of
+    pmx_backup (at least one)."""
     lab = gate_lab
     pve = lab.clusters['staging'].pve
     on_node = sorted(g.vmid for g in lab.clusters['staging'].guests() if g.node == 'stg-pve2' and not g.template)
@@ -395,6 +396,8 @@ def test_evacuate_node_and_disk_tools(gate_lab):
         out['detach_preview'] = await client.call('disk_detach', name='prod-batch01', disk='scsi0')
         out['detach'] = await client.confirmed('disk_detach', name='prod-batch01', disk='scsi0')
         out['no_disk'] = await client.call('disk_detach', name='prod-batch01', disk='scsi7')
+        out['prune_no_rule'] = await client.call('prune_backups', name='prod-web02', storage='backup-nfs')
+        out['prune_daily'] = await client.call('prune_backups', name='prod-web02', storage='backup-nfs', keep_daily=1)
         return out
 
     res, dummy, dummy = session(lab, body)
@@ -419,3 +422,7 @@ def test_evacuate_node_and_disk_tools(gate_lab):
     assert res['detach_preview'][1]['preview'] is True and 'detach disk scsi0' in res['detach_preview'][1]['would']
     assert res['detach'][1]['changed'] is True and 'scsi0' not in vm.config
     assert res['no_disk'][0] is True and "has no disk 'scsi7'" in res['no_disk'][1]
+    err, text = res['prune_no_rule']
+    assert err is True and 'keep: give at least one of last, hourly, daily' in text
+    assert res['prune_daily'][0] is False and res['prune_daily'][1]['preview'] is True
+    assert res['prune_daily'][1]['removed'] == [] and res['prune_daily'][1]['confirmation_token']
