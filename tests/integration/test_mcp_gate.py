@@ -12,7 +12,7 @@ import time
 import httpx2
 import pytest
 
-from conftest import _NET, MCP_SERVER, ansible_env, capture, lab_secrets, pmxlab, run_mcp, writes
+from conftest import _NET, MCP_SERVER, ansible_env, capture, lab_secrets, pmxlab, register_secret, run_mcp, writes
 
 HOST = '127.%d.11.2' % _NET
 CLIENT = ('pmx-gate-test', '1.2.3')
@@ -316,6 +316,7 @@ def test_http_bearer_token(gate_lab):
     host = '127.%d.11.90' % _NET
     port = free_port(host)
     token = 'http-bearer-token-0123456789abcdef'
+    register_secret(token)  # the session-wide scan looks for it too
     proc = start_http(lab, host, port, token, ['--allowed-host', 'mcp.example.test'])
     url = 'http://%s:%d/mcp' % (host, port)
     try:
