@@ -284,19 +284,32 @@ class McpSession:
             return True, text
         return False, result.structured_content
 
+    async def confirmed(self, tool, /, **arguments):
+        """A destructive call as a user makes it: the preview first, then the same call with confirm=true and
+        the preview's confirmation_token. A preview that fails or has no token is the answer."""
+        arguments.pop('confirm', None)
+        err, preview = await self.call(tool, **arguments)
+        if err or not isinstance(preview, dict) or not preview.get('confirmation_token'):
+            return err, preview
+        return await self.call(tool, confirm=True, confirmation_token=preview['confirmation_token'], **arguments)
 
-def run_mcp(env, body):
+
+def run_mcp(env, body, client_info=None, session_options=None):
     """Start the installed MCP server with ``env`` and run ``await body(McpSession)``.
 
+    ``client_info``: the client's (name, version) in its initialize request; ``session_options``: more
+    ClientSession arguments (an ``elicitation_callback``).
     Returns (the body's value, every tool result text, the server's stderr).
     """
     from mcp import ClientSession, StdioServerParameters, stdio_client
+    from mcp.types import Implementation
 
     with tempfile.TemporaryFile(mode='w+') as errlog:
         async def main():
             params = StdioServerParameters(command=sys.executable, args=[str(MCP_SERVER)], env=env)
             async with stdio_client(params, errlog=errlog) as (read, write):
-                async with ClientSession(read, write) as session:
+                info = Implementation(name=client_info[0], version=client_info[1]) if client_info else None
+                async with ClientSession(read, write, client_info=info, **(session_options or {})) as session:
                     await session.initialize()
                     client = McpSession(session)
                     value = await body(client)
@@ -429,8 +442,9 @@ def inventory(lab, tmp_path, options=None, env=None, fail_unparsed=False, extra_
 def mcp(lab, calls, env=None, write=False, stderr_out=None, seconds_out=None, extra_env=None):
     """Start the installed MCP server, make ``calls`` [(tool, arguments)...]; returns their results in order.
 
-    ``seconds_out``, a list, gets how long each call took; ``extra_env``: variables added to the server's
-    environment.
+    A call with ``confirm: True`` and no token goes through the confirmation gate as a user would
+    (McpSession.confirmed: preview, then the call with its token). ``seconds_out``, a list, gets how long
+    each call took; ``extra_env``: variables added to the server's environment.
     """
     extra = dict(extra_env or {})
     if write:
@@ -440,7 +454,10 @@ def mcp(lab, calls, env=None, write=False, stderr_out=None, seconds_out=None, ex
         results = []
         for tool, arguments in calls:
             started = time.monotonic()
-            results.append(await client.call(tool, **arguments))
+            if arguments.get('confirm') is True and 'confirmation_token' not in arguments:
+                results.append(await client.confirmed(tool, **arguments))
+            else:
+                results.append(await client.call(tool, **arguments))
             if seconds_out is not None:
                 seconds_out.append(time.monotonic() - started)
         return results

@@ -1,11 +1,15 @@
 # -*- coding: utf-8 -*-
 # Copyright: pmx.multicluster contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""pmx.multicluster MCP server: several Proxmox VE clusters for an AI assistant, over stdio.
+"""pmx.multicluster MCP server: several Proxmox VE clusters for an AI assistant, over stdio or streamable HTTP.
 
 Start it from the installed collection (it finds the collection's core by its own path)::
 
     python <collections path>/ansible_collections/pmx/multicluster/extensions/mcp/pmx_mcp.py [--env-file FILE]
+    python .../pmx_mcp.py --transport http [--host 127.0.0.1] [--port 8765] [--token-file FILE]
+
+Over HTTP it listens on loopback by default; any other address needs a bearer token (PMX_MCP_HTTP_TOKEN,
+PMX_MCP_HTTP_TOKEN_FILE or --token-file), and with a token every request without it gets 401.
 
 It reads the collection's configuration (PROXMOX_* variables, a .env file from
 --env-file or PROXMOX_ENV_FILE) once at start. A bad configuration does not stop
@@ -14,9 +18,11 @@ assistant can show the user what to fix.
 
 Read tools are always there. Write tools exist only with PMX_MCP_ALLOW_WRITE=1;
 PMX_MCP_WRITE_CLUSTERS=staging,dr limits them to those clusters. Destructive
-writes (stop, delete, rollback, prune_backups, restore_backup) answer with a
-preview unless called with confirm=true. Routing, guest lifecycle and errors are the collection's core
-(module_utils), the same as the pmx_vm module's.
+writes (every tool annotated DESTRUCTIVE: stop, delete, rollback, prune, restore, migrate, evacuate, disk
+moves and detaches, bulk actions) go through pmx_gate.Gate: a call answers with a preview and a
+confirmation token bound to exactly that action, and only the same call with that token and confirm=true
+acts. Every preview and write is one JSON line in PMX_MCP_AUDIT_LOG (off by default). Routing, guest
+lifecycle and errors are the collection's core (module_utils), the same as the pmx_vm module's.
 
 A read that spans clusters (list_clusters, cluster_status, list_nodes,
 list_guests, list_storages, recent_tasks) answers within PMX_MCP_DEADLINE
@@ -34,9 +40,11 @@ exitstatus, log: ClusterError.details()); see tool_error.
 import argparse
 import fnmatch
 import functools
+import json
 import logging
 import os
 import sys
+import time
 from typing import Annotated, Any, Callable, Dict, List, Literal, Optional, Tuple
 
 
@@ -65,6 +73,21 @@ from mcp.server.mcpserver.exceptions import ToolError  # noqa: E402
 from mcp.types import CallToolResult, TextContent, ToolAnnotations  # noqa: E402
 from pydantic import Field  # noqa: E402
 
+from ansible_collections.pmx.multicluster.extensions.mcp import pmx_gate  # noqa: E402
+from ansible_collections.pmx.multicluster.extensions.mcp.pmx_gate import (  # noqa: E402
+    ConfirmArg,
+    ConfirmationRefused,
+)
+from ansible_collections.pmx.multicluster.extensions.mcp.pmx_results import (  # noqa: E402
+    AuditEntries,
+    BackupWrite,
+    BulkWrite,
+    EvacuationWrite,
+    GuestWrite,
+    MigrateWrite,
+    RestoreWrite,
+    SnapshotWrite,
+)
 from ansible_collections.pmx.multicluster.plugins.module_utils import backups, fleet, selection, snapshots  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.config import load_config  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (  # noqa: E402
@@ -74,7 +97,11 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (  
 )
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.lookup import source_type  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.manager import GuestManager  # noqa: E402
-from ansible_collections.pmx.multicluster.plugins.module_utils.guests.migration import Migrator, MoveSpec  # noqa: E402
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests.migration import (  # noqa: E402
+    Migrator,
+    MoveSpec,
+    evacuation,
+)
 from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import GuestSpec, simple_vm_config  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.health import (  # noqa: E402
     GUEST_TYPES,
@@ -121,9 +148,6 @@ VmidArg = Annotated[Optional[int], Field(
     description='Guest id (vmid). Give name or vmid; vmids repeat across clusters, so give cluster with a bare vmid.',
     ge=1)]
 TimeoutArg = Annotated[int, Field(description='Seconds to wait for the Proxmox task(s).', ge=1, le=3600)]
-ConfirmArg = Annotated[bool, Field(
-    description='Must be true to act. Without it nothing is changed and the answer is a preview: guest, cluster, '
-                'current status, what would happen.')]
 
 
 class Pmx:
@@ -139,7 +163,12 @@ class Pmx:
         self.write_setting = [c.strip() for c in environ.get('PMX_MCP_WRITE_CLUSTERS', '').split(',') if c.strip()]
         self.write_clusters: Optional[List[str]] = None  # None: every cluster
         self.write_error: Optional[ClusterError] = None
+        # The confirmation gate and the audit log (pmx_gate); a bad PMX_MCP_CONFIRM_TTL is a configuration error.
+        self.gate = pmx_gate.Gate(elicit=as_bool(environ.get('PMX_MCP_ELICIT', '')) is True)
+        self.audit = pmx_gate.Audit(environ.get('PMX_MCP_AUDIT_LOG', '').strip() or None, self.scrub.deep)
         try:
+            self.gate.ttl = pmx_gate.confirm_ttl(environ)
+            self.audit.check()
             config = load_config(environ=environ, env_file=env_file)
             self.scrub.add(config.secrets)
             self.deadline = _deadline(environ)
@@ -273,8 +302,50 @@ def tool_error(scrub: Scrubber, tool_name: str, exc: ClusterError) -> CallToolRe
 
 # ------------------------------------------------------------------ the tools
 
-def build_server(pmx: Pmx) -> MCPServer:
-    """The MCP server with its read tools, and its write tools when writes are enabled."""
+def refused_result(scrub: Scrubber, tool_name: str, exc: ConfirmationRefused) -> CallToolResult:
+    """A refused confirmation: a tool error whose structured content carries the fresh preview (and its new
+    token); its text has the message, then the preview as JSON, for a client that reads only text."""
+    result = tool_error(scrub, tool_name, exc)
+    result.content.append(TextContent(type='text', text=json.dumps(scrub.deep(exc.preview), default=str)))
+    return result
+
+
+def guarded(pmx: Pmx, fn: Callable, annotations: ToolAnnotations) -> Callable:
+    """A tool function as the server calls it: a destructive one behind the confirmation gate, a write recorded
+    in the audit log, a foreseen failure turned into a tool error, every answer scrubbed of secrets."""
+    name = fn.__name__
+    body = pmx.gate.wrap(fn) if annotations is DESTRUCTIVE else fn
+    audited = not annotations.read_only_hint
+
+    @functools.wraps(body)
+    def wrapper(*args, **kwargs):
+        started = time.monotonic()
+        try:
+            result = body(*args, **kwargs)
+        except ConfirmationRefused as exc:
+            pmx.audit.record(name, kwargs, started, error=exc)
+            return refused_result(pmx.scrub, name, exc)
+        except ClusterError as exc:
+            if audited:
+                pmx.audit.record(name, kwargs, started, error=exc)
+            return tool_error(pmx.scrub, name, exc)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            # Unforeseen: one line on stderr (no traceback, no request data), a short tool error.
+            LOG.warning('%s failed unexpectedly: %s: %s', name, type(exc).__name__, pmx.scrub(str(exc)))
+            raise ToolError('internal error in pmx_mcp (%s); see the server log' % type(exc).__name__) from None
+        if audited:
+            entry = pmx.audit.record(name, kwargs, started, result=result)
+            if entry and entry.get('audit_error') and isinstance(result, dict):
+                LOG.warning('%s', entry['audit_error'])
+                result = dict(result, audit_error=entry['audit_error'])
+        return pmx.scrub.deep(result)
+    return wrapper
+
+
+def build_server(pmx: Pmx, **options) -> MCPServer:
+    """The MCP server with its read tools, and its write tools when writes are enabled.
+
+    ``options`` go to MCPServer (the HTTP transport's bearer auth)."""
     writes = ('Write tools are enabled%s.' % (' for clusters ' + ', '.join(pmx.write_clusters)
                                               if pmx.write_clusters is not None else '')
               if pmx.allow_write
@@ -284,23 +355,16 @@ def build_server(pmx: Pmx) -> MCPServer:
         instructions='Several Proxmox VE clusters managed as one. A guest is routed to its cluster by an explicit '
                      'cluster, else its name pattern (see list_clusters and route_guest), else where it exists, '
                      'else the default cluster. Cluster-wide reads cover every cluster; one that is down is '
-                     'reported in the answer. ' + writes + ' Stop, delete, rollback, prune_backups and '
-                     'restore_backup need confirm=true; without it they only preview.')
+                     'reported in the answer. ' + writes + ' Destructive tools (stop, delete, rollback, '
+                     'prune, restore, migrate, evacuate, disk moves and detaches, bulk actions) act in two steps: '
+                     'the first call answers with a preview and a confirmation_token; show the preview to the '
+                     'user, and only on their approval call again with the same arguments, confirm=true and '
+                     'that token (valid %d s, once).' % int(pmx.gate.ttl),
+        middleware=[pmx_gate.ClientInfo()], **options)
 
     def tool(annotations: ToolAnnotations, title: str):
         def register(fn: Callable) -> Callable:
-            @functools.wraps(fn)
-            def wrapper(*args, **kwargs):
-                try:
-                    result = fn(*args, **kwargs)
-                except ClusterError as exc:
-                    return tool_error(pmx.scrub, fn.__name__, exc)
-                except Exception as exc:  # pylint: disable=broad-exception-caught
-                    # Unforeseen: one line on stderr (no traceback, no request data), a short tool error.
-                    LOG.warning('%s failed unexpectedly: %s: %s', fn.__name__, type(exc).__name__, pmx.scrub(str(exc)))
-                    raise ToolError('internal error in pmx_mcp (%s); see the server log' % type(exc).__name__) from None
-                return pmx.scrub.deep(result)
-            server.add_tool(wrapper, name=fn.__name__, title=title, annotations=annotations)
+            server.add_tool(guarded(pmx, fn, annotations), name=fn.__name__, title=title, annotations=annotations)
             return fn
         return register
 
@@ -460,26 +524,56 @@ def build_server(pmx: Pmx) -> MCPServer:
         _snapshot_disk_tools(pmx, tool)
         _fleet_tools(pmx, tool)
     _backup_tools(pmx, tool)
+    _audit_tools(pmx, tool)
     return server
 
 
-def _write_tools(pmx: Pmx, tool) -> None:
-    """Register the write tools (only called with PMX_MCP_ALLOW_WRITE=1)."""
+def _audit_tools(pmx: Pmx, tool) -> None:
+    """audit_log: the records of PMX_MCP_AUDIT_LOG (always there; it says so when the log is off)."""
 
+    @tool(READ, 'Audit log of previews and writes')
+    def audit_log(limit: Annotated[int, Field(description='How many records, newest first.', ge=1, le=1000)] = 50,
+                  tool_name: Annotated[Optional[str], Field(description="Only this tool's records, e.g. "
+                                                                        "'delete_guest'.")] = None,
+                  cluster: Annotated[Optional[str], Field(description='Only records touching this cluster.')] = None,
+                  event: Annotated[Optional[Literal['preview', 'refused', 'write']], Field(
+                      description='Only previews, refused confirmations or writes.')] = None,
+                  outcome: Annotated[Optional[Literal['preview', 'refused', 'changed', 'unchanged', 'failed']], Field(
+                      description='Only records with this outcome.')] = None,
+                  since: Annotated[Optional[str], Field(
+                      description="Only records from this time on (ISO 8601, UTC, e.g. '2026-12-02T06:00').")]
+                  = None) -> AuditEntries:
+        """What this server (and any other writing the same PMX_MCP_AUDIT_LOG file) previewed and changed:
+        one record per preview, refused confirmation and write, with time, tool, arguments, cluster, route reason,
+        plan, Proxmox task ids, outcome and the MCP client's name. Newest first; `matched` counts them all."""
+        return pmx.audit.read(limit=limit, tool=tool_name, cluster=cluster, event=event, outcome=outcome,
+                              since=since)
+
+
+def _label(guest: Dict) -> str:
+    return "%s '%s' (vmid %s) on node %s" % ('container' if guest.get('type') == 'lxc' else 'VM',
+                                             guest.get('name'), guest.get('vmid'), guest.get('node'))
+
+
+def _previewer(pmx: Pmx):
     def preview(route, guest: Dict, would: str, tool_name: str, **extra) -> Dict:
+        """A destructive tool's preview of one guest (the gate adds the confirmation token)."""
         out = {'preview': True, 'changed': False, 'cluster': route.cluster, 'route_reason': route.reason,
                'guest': pmx.summary(guest), 'current_status': guest.get('status'), 'would': would,
                'to_confirm': 'call %s again with the same arguments and confirm=true' % tool_name}
         out.update(extra)
         return out
+    return preview
 
-    def label(guest: Dict) -> str:
-        return "%s '%s' (vmid %s) on node %s" % ('container' if guest.get('type') == 'lxc' else 'VM',
-                                                 guest.get('name'), guest.get('vmid'), guest.get('node'))
+
+def _write_tools(pmx: Pmx, tool) -> None:
+    """Register the write tools (only called with PMX_MCP_ALLOW_WRITE=1)."""
+    preview = _previewer(pmx)
+    label = _label
 
     @tool(ADDITIVE, 'Start a guest')
     def start_guest(name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
-                    timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+                    timeout: TimeoutArg = DEFAULT_TIMEOUT) -> GuestWrite:
         """Start a VM or container (nothing to do if it runs). Returns cluster, route reason, status and the
         Proxmox task result."""
         return pmx.ensure('started', name, vmid, cluster, timeout=timeout)
@@ -488,19 +582,19 @@ def _write_tools(pmx: Pmx, tool) -> None:
     def shutdown_guest(name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
                        timeout: TimeoutArg = DEFAULT_TIMEOUT,
                        force: Annotated[bool, Field(description='Stop it hard if it has not shut down within timeout.')]
-                       = False) -> dict[str, Any]:
+                       = False) -> GuestWrite:
         """Ask the guest's OS to shut down (ACPI / guest agent) and wait for it. Nothing to do if it is stopped."""
         return pmx.ensure('stopped', name, vmid, cluster, timeout=timeout, force=force)
 
     @tool(DISRUPTIVE, 'Reboot a guest')
     def reboot_guest(name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
-                     timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+                     timeout: TimeoutArg = DEFAULT_TIMEOUT) -> GuestWrite:
         """Reboot a running guest (a stopped one is started). Returns cluster, route reason and task result."""
         return pmx.ensure('restarted', name, vmid, cluster, timeout=timeout)
 
     @tool(DESTRUCTIVE, 'Stop a guest hard (power off)')
     def stop_guest(name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
-                   confirm: ConfirmArg = False, timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+                   confirm: ConfirmArg = False, timeout: TimeoutArg = DEFAULT_TIMEOUT) -> GuestWrite:
         """Power a guest off at once, like pulling the plug (unsaved data in it is lost). Prefer shutdown_guest.
         Without confirm=true it only returns a preview."""
         route, guest, steps = pmx.plan('stopped', name, vmid, cluster, timeout=timeout, hard_stop=True)
@@ -515,7 +609,7 @@ def _write_tools(pmx: Pmx, tool) -> None:
                      confirm: ConfirmArg = False,
                      purge: Annotated[bool, Field(description='Also remove it from backup jobs, HA and replication, '
                                                               'and destroy unreferenced disks.')] = False,
-                     timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+                     timeout: TimeoutArg = DEFAULT_TIMEOUT) -> GuestWrite:
         """Destroy a VM or container and its disks (a running one is stopped first). Cannot be undone. Without
         confirm=true it only returns a preview of what would be deleted."""
         if not confirm:
@@ -541,7 +635,7 @@ def _write_tools(pmx: Pmx, tool) -> None:
                   vmid: VmidArg = None, cluster: ClusterArg = None,
                   tags: Annotated[Optional[List[str]], Field(description='Tags.')] = None,
                   start: Annotated[bool, Field(description='Start it once created.')] = False,
-                  timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+                  timeout: TimeoutArg = DEFAULT_TIMEOUT) -> GuestWrite:
         """Create a new VM on the cluster its name routes to. If a VM with that name exists there, nothing is
         changed (changed=false). Returns cluster, route reason, vmid, node (and why) and the task results."""
         registry = pmx.reg()
@@ -567,7 +661,7 @@ def _write_tools(pmx: Pmx, tool) -> None:
                         description='Full clone (true) or linked clone of a template (false); default: PVE decides.')]
                     = None,
                     start: Annotated[bool, Field(description='Start it once cloned.')] = False,
-                    timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+                    timeout: TimeoutArg = DEFAULT_TIMEOUT) -> GuestWrite:
         """Clone a template or guest into a new guest named `name`, on the cluster that name routes to. If a guest
         with that name exists there, nothing is changed. Returns cluster, route reason and the task results."""
         registry = pmx.reg()
@@ -588,7 +682,7 @@ def _write_tools(pmx: Pmx, tool) -> None:
                         name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
                         description: Annotated[Optional[str], Field(description='Snapshot description.')] = None,
                         vmstate: Annotated[bool, Field(description="Include a running VM's RAM.")] = False,
-                        timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+                        timeout: TimeoutArg = DEFAULT_TIMEOUT) -> SnapshotWrite:
         """Take a snapshot of a guest. If a snapshot of that name exists, nothing is changed (changed=false)."""
         snapshots.check_name(snapname)  # before any request
         route, client, guest = pmx.locate(name, vmid, cluster)
@@ -601,7 +695,7 @@ def _write_tools(pmx: Pmx, tool) -> None:
                           name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
                           confirm: ConfirmArg = False,
                           start: Annotated[bool, Field(description='Start the guest after the rollback.')] = False,
-                          timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+                          timeout: TimeoutArg = DEFAULT_TIMEOUT) -> SnapshotWrite:
         """Roll a guest back to a snapshot: every change since the snapshot is lost. Without confirm=true it only
         returns a preview."""
         route, client, guest = pmx.locate(name, vmid, cluster)
@@ -634,7 +728,16 @@ def _fleet_tools(pmx: Pmx, tool) -> None:
             type: Annotated[Optional[Literal['qemu', 'lxc']], Field(  # pylint: disable=redefined-builtin
                 description="Only VMs ('qemu') or only containers ('lxc').")] = None,
             snapname: Annotated[Optional[str], Field(description='Snapshot name (action snapshot).')] = None,
+            snapshot_description: Annotated[Optional[str], Field(
+                description='Description of the snapshots (action snapshot).')] = None,
+            vmstate: Annotated[bool, Field(description="Include running VMs' RAM (action snapshot).")] = False,
             storage: Annotated[Optional[str], Field(description='Backup storage (action backup).')] = None,
+            backup_mode: Annotated[Literal['snapshot', 'suspend', 'stop'], Field(
+                description='Backup mode (action backup).')] = 'snapshot',
+            compress: Annotated[Literal['zstd', 'gzip', 'lzo', '0'], Field(
+                description="Backup compression, '0' for none (action backup).")] = 'zstd',
+            force: Annotated[bool, Field(
+                description='Action shutdown: stop hard a guest that has not shut down within timeout.')] = False,
             target_node: Annotated[Optional[str], Field(description='Node to move to (action migrate).')] = None,
             target_cluster: Annotated[Optional[str], Field(
                 description='Cluster to move to (action migrate).')] = None,
@@ -645,15 +748,16 @@ def _fleet_tools(pmx: Pmx, tool) -> None:
                 description='Begin no further guest once more than this many failed (rolling default 0).',
                 ge=0)] = None,
             confirm: ConfirmArg = False,
-            timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+            timeout: TimeoutArg = DEFAULT_TIMEOUT) -> BulkWrite:
         """Start, shut down, stop, reboot, snapshot, back up or migrate every guest of a selection across the clusters,
         concurrently (at most 8 per cluster and 4 per node at once). Without confirm=true nothing is changed: the
         answer is a preview listing every selected guest with the steps it would get. Templates are never
         selected."""
         if not (name_pattern or cluster or tag):
             raise ClusterError("give name_pattern, cluster or tag to select guests (name_pattern='*' for all)")
-        options = selection.Options(timeout=timeout, snapname=snapname, storage=storage, target_node=target_node,
-                                    target_cluster=target_cluster)
+        options = selection.Options(timeout=timeout, force=force, snapname=snapname, description=snapshot_description,
+                                    vmstate=vmstate, storage=storage, mode=backup_mode, compress=compress,
+                                    target_node=target_node, target_cluster=target_cluster)
         selection.check_options(action, options)
         selector = selection.Selector(names=[name_pattern] if name_pattern else (),
                                       clusters=[cluster] if cluster else (), tags=[tag] if tag else (),
@@ -704,7 +808,7 @@ def _migration_tools(pmx: Pmx, tool) -> None:
                                       'locked, as Proxmox VE does).')] = False,
                       confirm: ConfirmArg = False,
                       timeout: Annotated[int, Field(description='Seconds to wait for each task of the move.', ge=1,
-                                                    le=7200)] = 900) -> dict[str, Any]:
+                                                    le=7200)] = 900) -> MigrateWrite:
         """Move a VM or container to another node of its cluster (live for a running VM, restart mode for a running
         container) or to another cluster. Without confirm=true it only returns the plan: where it is, where it
         would go, the storage and bridge maps, the target vmid and the checks made. Nothing moves then."""
@@ -726,6 +830,42 @@ def _migration_tools(pmx: Pmx, tool) -> None:
                 out['to_confirm'] = 'call migrate_guest again with the same arguments and confirm=true'
             return out
         return Migrator(registry, scrub=pmx.scrub).ensure(spec)
+
+    @tool(DESTRUCTIVE, 'Empty a node for maintenance')
+    def evacuate_node(cluster: Annotated[str, Field(description='The cluster of the node.')],
+                      node: Annotated[str, Field(description='The node to empty.')],
+                      exclude: Annotated[Optional[List[str]], Field(
+                          description='Nodes not to move guests to.')] = None,
+                      with_local_disks: Annotated[bool, Field(
+                          description='Copy the disks of running VMs on local storage (default true).')] = True,
+                      confirm: ConfirmArg = False,
+                      timeout: Annotated[int, Field(description='Seconds to wait for each move.', ge=1,
+                                                    le=7200)] = 900) -> EvacuationWrite:
+        """Move every guest off a node to the other online nodes of its cluster, balanced by free memory (largest
+        first, each to the node with most memory left), one after the other, stopping at the first failure: the
+        plan of pmx_cluster_info's evacuate and the playbook evacuate_node.yml. The preview lists every guest
+        and where it would go; templates stay."""
+        registry = pmx.reg()
+        plan = evacuation(registry, cluster, node, tuple(exclude or ()))
+        pmx.check_writable(plan['cluster'])
+        if not plan['moves']:
+            return dict(plan, changed=False, results=[], failed=[],
+                        would='nothing: node %s has no guest to move' % node)
+        if not confirm:
+            return dict(plan, preview=True, changed=False, would='move %d guest(s) off %s of %s: %s' % (
+                len(plan['moves']), node, plan['cluster'], ', '.join(
+                    '%s -> %s' % (m['name'], m['target_node']) for m in plan['moves'])),
+                to_confirm='call evacuate_node again with the same arguments and confirm=true')
+        results, failed = [], []
+        for move in plan['moves']:
+            spec = MoveSpec(vmid=move['vmid'], cluster=plan['cluster'], target_node=move['target_node'],
+                            with_local_disks=with_local_disks, timeout=timeout)
+            try:
+                results.append(Migrator(registry, scrub=pmx.scrub).ensure(spec))
+            except ClusterError as exc:
+                failed.append({'vmid': move['vmid'], 'name': move['name'], 'error': fleet.failure(exc, pmx.scrub)})
+                break
+        return dict(plan, changed=any(r['changed'] for r in results), results=results, failed=failed)
 
 
 # ------------------------------------------------------------------ backups
@@ -751,6 +891,8 @@ def _backup_tools(pmx: Pmx, tool) -> None:
     """list_backups (always); backup_now, prune_backups and restore_backup with PMX_MCP_ALLOW_WRITE=1."""
     StorageArg = Annotated[Optional[str], Field(description="Backup storage (content 'backup'), e.g. 'backup-nfs'. "
                                                             'Optional for listing: every backup storage.')]
+    KeepArg = Annotated[Optional[int], Field(description='Keep the newest backup of each of the last N such periods.',
+                                             ge=1)]
 
     @tool(READ, 'List backups of a guest')
     def list_backups(name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
@@ -779,7 +921,7 @@ def _backup_tools(pmx: Pmx, tool) -> None:
                    notes: Annotated[str, Field(description='Notes; {{guestname}}, {{vmid}}, {{node}}, {{cluster}} '
                                                            'are replaced.')] = backups.DEFAULT_NOTES,
                    protected: Annotated[bool, Field(description='Protect it from pruning and deletion.')] = False,
-                   timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+                   timeout: TimeoutArg = DEFAULT_TIMEOUT) -> BackupWrite:
         """Run a backup (vzdump) of one guest now and wait for it; returns the archive's volume id, size and
         time. A guest locked by another task is waited for up to timeout."""
         route, client, guest = pmx.locate(name, vmid, cluster)
@@ -790,16 +932,24 @@ def _backup_tools(pmx: Pmx, tool) -> None:
 
     @tool(DESTRUCTIVE, 'Prune backups of a guest')
     def prune_backups(storage: Annotated[str, Field(description='Backup storage.')],
-                      keep_last: Annotated[int, Field(description='Keep the newest N backups.', ge=1)],
+                      keep_last: Annotated[Optional[int], Field(description='Keep the newest N backups.', ge=1)]
+                      = None,
                       name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
-                      confirm: ConfirmArg = False) -> dict[str, Any]:
-        """Delete the backups of a guest beyond the newest keep_last (protected ones always stay). Without
-        confirm=true it only returns a preview of what would be deleted."""
+                      keep_hourly: KeepArg = None, keep_daily: KeepArg = None, keep_weekly: KeepArg = None,
+                      keep_monthly: KeepArg = None, keep_yearly: KeepArg = None,
+                      confirm: ConfirmArg = False) -> BackupWrite:
+        """Delete the backups of a guest that the keep rules do not keep (Proxmox VE's prune-backups rules, as
+        pmx_backup's keep: keep_last the newest N, keep_daily the newest of each of the last N days...; give at
+        least one); protected ones always stay. Behind the confirmation gate: the first call previews what
+        would be deleted."""
+        keep = {'last': keep_last, 'hourly': keep_hourly, 'daily': keep_daily, 'weekly': keep_weekly,
+                'monthly': keep_monthly, 'yearly': keep_yearly}
+        backups.keep_counts(keep)  # before any request: at least one rule
         route, client, guest = pmx.locate(name, vmid, cluster)
         pmx.check_writable(route.cluster)
         rows = backups.guest_backups(client, route.cluster, storage, guest.get('name'))
         pruner = backups.Backups(client, route.cluster, check_mode=not confirm)
-        done = pruner.prune(storage, {'last': keep_last}, rows)
+        done = pruner.prune(storage, keep, rows)
         out = {'cluster': route.cluster, 'route_reason': route.reason, 'guest': pmx.summary(guest),
                'changed': bool(confirm and done['removed']), 'removed': done['removed'], 'kept': done['kept']}
         if not confirm:
@@ -821,7 +971,9 @@ def _backup_tools(pmx: Pmx, tool) -> None:
                        force: Annotated[bool, Field(description='Replace an existing stopped guest of that name or '
                                                                 'vmid.')] = False,
                        start: Annotated[bool, Field(description='Start it once restored.')] = False,
-                       confirm: ConfirmArg = False, timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+                       unique: Annotated[bool, Field(description='Give its network devices new MAC addresses (a '
+                                                                 'copy beside the original).')] = False,
+                       confirm: ConfirmArg = False, timeout: TimeoutArg = DEFAULT_TIMEOUT) -> RestoreWrite:
         """Create a guest from a backup on the given (or routed) cluster: the DR case is name + cluster only.
         An existing guest of that name is left alone unless force. Without confirm=true it only returns the plan
         (archive, cluster, node, vmid, and what it would replace)."""
@@ -840,7 +992,7 @@ def _backup_tools(pmx: Pmx, tool) -> None:
                 plan['archive'], plan['name'], plan['vmid'], plan['node'], plan['cluster'],
                 ', replacing %s (vmid %s, %s)' % (replaced['name'], replaced['vmid'], replaced['status'])
                 if replaced else ''), to_confirm='call restore_backup again with the same arguments and confirm=true')
-        task = restorer.apply(plan, start=start, timeout=timeout)
+        task = restorer.apply(plan, start=start, unique=unique, timeout=timeout)
         return dict(backups.public_plan(plan), changed=True, tasks=[task], config=None)
 
 
@@ -865,7 +1017,7 @@ def _snapshot_disk_tools(pmx: Pmx, tool) -> None:
     @tool(DESTRUCTIVE, 'Delete a snapshot')
     def snapshot_delete(snapname: Annotated[str, Field(description='The snapshot to delete.')],
                         name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
-                        confirm: ConfirmArg = False, timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+                        confirm: ConfirmArg = False, timeout: TimeoutArg = DEFAULT_TIMEOUT) -> SnapshotWrite:
         """Delete one snapshot of a guest (no such snapshot: nothing to do). Without confirm=true it only returns
         a preview."""
         return snapshot_write(snapshots.SnapshotRequest(state='absent', snapname=snapname, timeout=timeout),
@@ -882,7 +1034,7 @@ def _snapshot_disk_tools(pmx: Pmx, tool) -> None:
                                description="Covers the snapshots whose names match this glob.")] = None,
                            force: Annotated[bool, Field(
                                description='Also delete the snapshot the current state is based on.')] = False,
-                           confirm: ConfirmArg = False, timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+                           confirm: ConfirmArg = False, timeout: TimeoutArg = DEFAULT_TIMEOUT) -> SnapshotWrite:
         """Of a guest's snapshots that prefix or pattern covers, keep the newest `keep` and delete the rest (others
         are never touched). Refuses to delete the current state's parent unless force=true. Without confirm=true
         it only returns a preview (what would be deleted and kept)."""
@@ -895,22 +1047,85 @@ def _snapshot_disk_tools(pmx: Pmx, tool) -> None:
                     size: Annotated[str, Field(description="The size it should have, e.g. '40G' or '512M' (never "
                                                            "smaller than it is).")],
                     name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
-                    timeout: TimeoutArg = DEFAULT_TIMEOUT) -> dict[str, Any]:
+                    timeout: TimeoutArg = DEFAULT_TIMEOUT) -> GuestWrite:
         """Grow a disk, root file system or mount point to `size`. Already that size: nothing changes; a smaller
         size is refused (Proxmox VE cannot shrink a disk). Returns the plan and the task."""
         if size_bytes(size) is None:
             raise GuestConflictError("size '%s' is not a size such as 40G or 512M; nothing was changed" % size)
-        route, client, guest = pmx.locate(name, vmid, cluster)
-        pmx.check_writable(route.cluster)
-        kind = kind_of(guest['type'])
-        config = client.get(guest_path(guest['type'], guest['node'], guest['vmid'], 'config')) or {}
-        if not kind.is_disk(disk) or disk not in config:
-            raise GuestConflictError("cluster '%s': %s '%s' has no disk '%s'; its disks: %s" % (
-                route.cluster, kind.label, guest.get('name'), disk,
-                ', '.join(k for k in sorted(config) if kind.is_disk(k)) or '(none)'), route.cluster)
+        route, guest, dummy = _disk_of(pmx, name, vmid, cluster, disk)
         spec = GuestSpec(name=guest.get('name'), vmid=int(guest['vmid']), cluster=cluster, timeout=timeout,
                          config={disk: 'size=%s' % size.strip().upper()})
         return pmx.write_result(route, pmx.manager(guest['type']).ensure('present', spec, route=route))
+
+    _disk_tools(pmx, tool)
+
+
+def _disk_of(pmx: Pmx, name, vmid, cluster, disk: str) -> Tuple[Any, Dict, str]:
+    """(route, entry, current value) of one disk of an existing guest, for a write (writes allowed there).
+
+    :raises GuestConflictError: the guest has no such disk (the message lists its disks).
+    """
+    route, client, guest = pmx.locate(name, vmid, cluster)
+    pmx.check_writable(route.cluster)
+    kind = kind_of(guest['type'])
+    config = client.get(guest_path(guest['type'], guest['node'], guest['vmid'], 'config')) or {}
+    if not kind.is_disk(disk) or disk not in config:
+        raise GuestConflictError("cluster '%s': %s '%s' has no disk '%s'; its disks: %s" % (
+            route.cluster, kind.label, guest.get('name'), disk,
+            ', '.join(k for k in sorted(config) if kind.is_disk(k)) or '(none)'), route.cluster)
+    return route, guest, str(config[disk])
+
+
+def _disk_tools(pmx: Pmx, tool) -> None:
+    """Moving a disk to another storage and taking one out (destructive: behind the confirmation gate), over
+    the core's planner and executor as pmx_vm's move_disks and detached / absent (only with writes enabled)."""
+    preview = _previewer(pmx)
+
+    def disk_change(tool_name: str, name, vmid, cluster, disk: str, value: str, would: str, confirm: bool,
+                    timeout: int, **spec) -> Dict:
+        route, guest, current = _disk_of(pmx, name, vmid, cluster, disk)
+        spec = GuestSpec(name=guest.get('name'), vmid=int(guest['vmid']), cluster=cluster, timeout=timeout,
+                         config={disk: value}, **spec)
+        manager = pmx.manager(guest['type'])
+        if confirm:
+            return pmx.write_result(route, manager.ensure('present', spec, route=route))
+        plan = manager.prepare('present', spec, route)[3]
+        steps = [step.as_dict() for step in plan.steps]
+        if not steps:
+            return dict(pmx.write_result(route, manager.ensure('present', spec, route=route)), disk=disk,
+                        current=current, would='nothing: %s' % (plan.warnings[0] if plan.warnings else 'already so'))
+        return preview(route, guest, '%s of %s' % (would, _label(guest)), tool_name, plan=steps, disk=disk,
+                       current=current, warnings=list(plan.warnings))
+
+    @tool(DESTRUCTIVE, 'Move a disk to another storage')
+    def disk_move(disk: Annotated[str, Field(description="The disk's config key: scsi0, virtio1, rootfs, mp0...")],
+                  storage: Annotated[str, Field(description='The storage to move it to.')],
+                  name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
+                  delete_source: Annotated[bool, Field(
+                      description='Delete the source volume once copied (default: keep it as an unused disk).')]
+                  = False,
+                  confirm: ConfirmArg = False, timeout: TimeoutArg = DEFAULT_TIMEOUT) -> GuestWrite:
+        """Copy a disk (root file system, mount point) to another storage and use the copy (qm move_disk /
+        pct move_volume); the source volume stays as an unused disk unless delete_source. Already there:
+        nothing changes. Behind the confirmation gate: the first call previews."""
+        return disk_change('disk_move', name, vmid, cluster, disk, '%s:0' % storage.strip(),
+                           'move disk %s to storage %s%s' % (disk, storage, ', deleting the source volume'
+                                                             if delete_source else ' (the source volume is kept)'),
+                           confirm, timeout, move_disks=True, delete_moved_source=delete_source)
+
+    @tool(DESTRUCTIVE, 'Detach or remove a disk')
+    def disk_detach(disk: Annotated[str, Field(description="The disk's config key: scsi1, virtio2, mp0...")],
+                    name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
+                    remove: Annotated[bool, Field(
+                        description='Destroy its volume too (default: keep it, as an unused disk of the guest).')]
+                    = False,
+                    confirm: ConfirmArg = False, timeout: TimeoutArg = DEFAULT_TIMEOUT) -> GuestWrite:
+        """Take a disk out of a guest's configuration: detached (the volume stays, as unusedN) or, with
+        remove=true, destroyed. Behind the confirmation gate: the first call previews."""
+        return disk_change('disk_detach', name, vmid, cluster, disk, 'absent' if remove else 'detached',
+                           ('remove disk %s and destroy its volume; this cannot be undone' % disk) if remove
+                           else 'detach disk %s (its volume is kept as an unused disk)' % disk,
+                           confirm, timeout)
 
 
 # ------------------------------------------------------------------ start
@@ -944,15 +1159,57 @@ def setup_logging(scrub: Scrubber) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+DEFAULT_HTTP_PORT = 8765
+
+
+def http_options(args, environ: Dict[str, str], scrub: Scrubber) -> Dict[str, Any]:
+    """MCPServer and transport options for --transport http: bearer auth when a token is set, DNS-rebinding
+    protection always.
+
+    :raises ConfigError: a non-loopback address without a token, an unreadable or short token.
+    """
+    token = pmx_gate.http_token(environ, args.token_file)
+    if token:
+        scrub.add([token])
+    pmx_gate.check_bind(args.host, token)
+    url = 'http://%s:%d' % ('[%s]' % args.host if ':' in args.host else args.host, args.port)
+    server = pmx_gate.bearer_auth(token, url) if token else {}
+    transport = {'host': args.host, 'port': args.port, 'streamable_http_path': '/mcp',
+                 'transport_security': pmx_gate.transport_security(args.host, args.port, args.allowed_host or [])}
+    return {'server': server, 'transport': transport, 'url': url + '/mcp', 'token': bool(token)}
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description='pmx.multicluster MCP server (stdio): several Proxmox VE clusters.')
+    parser = argparse.ArgumentParser(description='pmx.multicluster MCP server (stdio or streamable HTTP): several '
+                                                 'Proxmox VE clusters.')
     parser.add_argument('--env-file', help='.env file with the PROXMOX_* settings (default: PROXMOX_ENV_FILE)')
+    parser.add_argument('--transport', choices=('stdio', 'http'), default='stdio',
+                        help='stdio (default) or streamable HTTP')
+    parser.add_argument('--host', default='127.0.0.1',
+                        help='HTTP: address to listen on (default 127.0.0.1; any other needs a bearer token)')
+    parser.add_argument('--port', type=int, default=DEFAULT_HTTP_PORT, help='HTTP: port (default %(default)s)')
+    parser.add_argument('--token-file', help='HTTP: file holding the bearer token (default: PMX_MCP_HTTP_TOKEN_FILE, '
+                                             'else PMX_MCP_HTTP_TOKEN)')
+    parser.add_argument('--allowed-host', action='append', metavar='NAME[:PORT]',
+                        help='HTTP: a further Host header to accept (the name clients use, behind a proxy); '
+                             'repeatable')
     args = parser.parse_args(argv)
     # One scrubber for the log and the answers; the secrets are added to it as soon as they are read.
     scrub = Scrubber()
     setup_logging(scrub)
-    pmx = Pmx(dict(os.environ), env_file=args.env_file, scrub=scrub)
-    build_server(pmx).run('stdio')
+    environ = dict(os.environ)
+    if args.transport == 'stdio':
+        build_server(Pmx(environ, env_file=args.env_file, scrub=scrub)).run('stdio')
+        return 0
+    try:
+        options = http_options(args, environ, scrub)
+    except ClusterError as exc:
+        sys.stderr.write('pmx_mcp: %s\n' % scrub(str(exc)))
+        return 2
+    server = build_server(Pmx(environ, env_file=args.env_file, scrub=scrub), **options['server'])
+    LOG.warning('listening on %s (streamable HTTP, %s)', options['url'],
+                'bearer token required' if options['token'] else 'loopback only, no token')
+    server.run('streamable-http', **options['transport'])
     return 0
 
 

@@ -370,21 +370,8 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
     AmbiguousClusterSelectionError,
     UnreadableClustersError,
 )
-from ansible_collections.pmx.multicluster.plugins.module_utils.guests.lookup import check_node, nodes
-from ansible_collections.pmx.multicluster.plugins.module_utils.guests.migration import evacuation_plan
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests.migration import evacuation
 from ansible_collections.pmx.multicluster.plugins.module_utils.health import clusters_health
-
-
-def evacuation(registry, wanted):
-    """The plan to empty one node (nothing moves): see ``migration.evacuation_plan``."""
-    cluster = registry.router.resolve_cluster(wanted['cluster'])
-    resources = registry.client(cluster).get('cluster/resources') or []
-    check_node(resources, cluster, wanted['node'])
-    exclude = tuple(wanted.get('exclude') or ())
-    moves = evacuation_plan(resources, wanted['node'], exclude)
-    targets = sorted(n for n, e in nodes(resources).items()
-                     if e.get('status') == 'online' and n != wanted['node'] and n not in exclude)
-    return {'cluster': cluster, 'node': wanted['node'], 'targets': targets, 'moves': moves}
 
 
 def route_names(registry, names, lookup):
@@ -410,7 +397,8 @@ def gather(pmx):
                   default_cluster=registry.config.default_cluster,
                   routes=route_names(registry, params['route'], params['route_lookup']))
     if params['evacuate']:
-        result['evacuation'] = evacuation(registry, params['evacuate'])
+        wanted = params['evacuate']
+        result['evacuation'] = evacuation(registry, wanted['cluster'], wanted['node'], wanted.get('exclude'))
     if unreachable and params['fail_on_unreachable']:
         reasons = '; '.join(c['error'] for c in clusters if not c['reachable'])
         pmx.fail(UnreadableClustersError('%d of %d clusters could not be queried: %s'

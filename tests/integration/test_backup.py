@@ -219,11 +219,13 @@ def test_mcp_tools(blab):
         out['prune_preview'] = await client.call('prune_backups', name='prod-web01', storage=STORE, keep_last=1)
         out['prune_before'] = list(blab.backups('production', vmid=100))
         out['prune'] = await client.call('prune_backups', name='prod-web01', storage=STORE, keep_last=1,
-                                         confirm=True)
+                                         confirm=True,
+                                         confirmation_token=out['prune_preview'][1]['confirmation_token'])
         task = {'name': 'prod-db01', 'cluster': 'disaster-recovery', 'new_name': 'prod-db01-dr'}
         out['preview'] = await client.call('restore_backup', **task)
         out['preview_vms'] = [vm.vmid for vm in dr.pve.vms]
-        out['restore'] = await client.call('restore_backup', confirm=True, **task)
+        out['restore'] = await client.call('restore_backup', confirm=True,
+                                           confirmation_token=out['preview'][1]['confirmation_token'], **task)
         return out
 
     env = ansible_env(env_file=blab.env_file, extra={'PMX_MCP_ALLOW_WRITE': '1'})

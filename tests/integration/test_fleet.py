@@ -248,7 +248,8 @@ def test_mcp_bulk_tool_previews_every_guest_then_acts_on_confirm(fleet_lab):
     async def body(client):
         preview = await client.call('bulk_guest_action', action='shutdown', name_pattern='prod-fl*')
         between = state_of(fleet_lab)
-        done = await client.call('bulk_guest_action', action='shutdown', name_pattern='prod-fl*', confirm=True)
+        done = await client.call('bulk_guest_action', action='shutdown', name_pattern='prod-fl*', confirm=True,
+                                 confirmation_token=preview[1]['confirmation_token'])
         return preview, between, done
 
     ((err, preview), between, (err2, done)), texts, stderr = run_mcp(env, body)

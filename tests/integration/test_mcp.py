@@ -12,11 +12,11 @@ import pytest
 from conftest import ansible_env, lab_secrets, run_mcp
 
 READ_TOOLS = {'list_clusters', 'cluster_status', 'list_nodes', 'list_guests', 'guest_details', 'list_storages',
-              'recent_tasks', 'route_guest', 'snapshot_list', 'list_backups'}
+              'recent_tasks', 'route_guest', 'snapshot_list', 'list_backups', 'audit_log'}
 WRITE_TOOLS = {'start_guest', 'shutdown_guest', 'stop_guest', 'reboot_guest', 'create_vm', 'clone_guest',
                'delete_guest', 'snapshot_create', 'snapshot_rollback', 'migrate_guest', 'backup_now', 'prune_backups',
                'restore_backup', 'snapshot_delete', 'snapshot_retention', 'disk_resize',
-               'bulk_guest_action'}
+               'bulk_guest_action', 'evacuate_node', 'disk_move', 'disk_detach'}
 DOWN_URL = 'https://127.0.9.9:8006'
 
 
@@ -82,6 +82,7 @@ def test_write_tools_schemas_and_annotations(lab):
                  'snapshot_retention'):
         confirm = by_name[name].input_schema['properties']['confirm']
         assert confirm['type'] == 'boolean' and confirm['default'] is False and confirm['description']
+        assert by_name[name].input_schema['properties']['confirmation_token']['description']
         assert by_name[name].annotations.destructive_hint is True
     for name in ('start_guest', 'create_vm', 'snapshot_create', 'disk_resize'):
         assert by_name[name].annotations.destructive_hint is False
@@ -264,7 +265,8 @@ def test_create_start_delete_routed_by_pattern(fresh_lab):
         out['start'] = await client.call('start_guest', name='stg-mcp01')
         out['preview'] = await client.call('delete_guest', name='stg-mcp01')
         out['still_there'] = await client.call('guest_details', name='stg-mcp01')
-        out['delete'] = await client.call('delete_guest', name='stg-mcp01', confirm=True)
+        out['delete'] = await client.call('delete_guest', name='stg-mcp01', confirm=True,
+                                          confirmation_token=out['preview'][1]['confirmation_token'])
         out['gone'] = await client.call('guest_details', name='stg-mcp01')
         return out
 
@@ -282,7 +284,7 @@ def test_create_start_delete_routed_by_pattern(fresh_lab):
     assert not err and preview['preview'] is True and preview['changed'] is False
     assert preview['cluster'] == 'staging' and preview['current_status'] == 'running'
     assert preview['guest']['vmid'] == vmid and 'destroy' in preview['would']
-    assert 'confirm=true' in preview['to_confirm']
+    assert 'confirm=true' in preview['to_confirm'] and preview['confirmation_token']
     assert res['still_there'][0] is False
     err, delete = res['delete']
     assert not err and delete['changed'] is True and delete['status'] == 'absent'
@@ -312,7 +314,7 @@ def test_power_snapshots_and_confirmations(fresh_lab):
                  ('clone', 'clone_guest', {'source': 'dr-tpl-debian12', 'name': 'dr-clone01'})]
         out = {}
         for key, tool, args in steps:
-            out[key] = await client.call(tool, **args)
+            out[key] = await (client.confirmed if args.get('confirm') else client.call)(tool, **args)
         return out
 
     res, texts, stderr = run_mcp(mcp_env(fresh_lab, PMX_MCP_ALLOW_WRITE=1), body)

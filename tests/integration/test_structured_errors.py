@@ -69,6 +69,9 @@ def tool_errors(env, calls):
     async def body(client):
         out = []
         for tool, arguments in calls:
+            if arguments.get('confirm') is True:  # through the confirmation gate: preview, then with its token
+                preview = (await client.session.call_tool(tool, dict(arguments, confirm=False))).structured_content
+                arguments = dict(arguments, confirmation_token=(preview or {}).get('confirmation_token'))
             answer = await client.session.call_tool(tool, arguments)
             out.append((answer.is_error, ' '.join(getattr(b, 'text', '') for b in answer.content),
                         answer.structured_content))

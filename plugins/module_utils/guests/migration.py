@@ -695,3 +695,16 @@ def evacuation_plan(resources: List[Dict], node: str, exclude: Tuple[str, ...] =
         plan.append({'vmid': int(guest['vmid']), 'name': guest.get('name'), 'type': guest.get('type'),
                      'status': guest.get('status'), 'memory': need, 'target_node': best})
     return plan
+
+
+def evacuation(registry: Any, cluster: str, node: str, exclude: Tuple[str, ...] = ()) -> Dict:
+    """The plan to empty ``node`` of ``cluster`` (nothing moves): {cluster, node, targets, moves}, ``moves`` as
+    ``evacuation_plan`` gives them. For pmx_cluster_info's ``evacuate`` and the MCP server's evacuate_node."""
+    cluster = registry.router.resolve_cluster(cluster)
+    resources = registry.client(cluster).get('cluster/resources') or []
+    check_node(resources, cluster, node)
+    exclude = tuple(exclude or ())
+    moves = evacuation_plan(resources, node, exclude)
+    targets = sorted(n for n, e in nodes(resources).items()
+                     if e.get('status') == 'online' and n != node and n not in exclude)
+    return {'cluster': cluster, 'node': node, 'targets': targets, 'moves': moves}
