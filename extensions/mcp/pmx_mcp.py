@@ -1076,6 +1076,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     setup_logging(scrub)
     pmx = Pmx(dict(os.environ), env_file=args.env_file, scrub=scrub)
     build_server(pmx).run('stdio')
+    # A call abandoned on a hanging cluster still holds a worker thread: exit without waiting for its timeout.
+    answers.leave(0)
     return 0
 
 

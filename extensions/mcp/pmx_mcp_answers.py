@@ -20,8 +20,10 @@ import functools
 import hashlib
 import inspect
 import json
+import logging
 import os
 import re
+import sys
 from typing import Annotated, Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple, Union, get_args, \
     get_origin, get_type_hints
 
@@ -36,9 +38,9 @@ from pydantic_core import PydanticCustomError
 from ansible_collections.pmx.multicluster.plugins.module_utils import health
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ClusterError
 
-# Rows a list tool returns when `limit` is not given, and the most it returns at once. 50 guest rows are
-# about 9 KB of JSON: an answer an assistant can read whole.
-DEFAULT_LIMIT = 50
+# Rows a list tool returns when `limit` is not given, and the most it returns at once. 40 guest rows are about
+# 8 KB of compact JSON; the whole tools/call answer (the text and the same as structured content) stays under 20 KB.
+DEFAULT_LIMIT = 40
 MAX_LIMIT = 500
 
 
@@ -241,6 +243,18 @@ def in_thread(func: Callable) -> Callable:
     async def run(*args, **kwargs):
         return await anyio.to_thread.run_sync(functools.partial(func, *args, **kwargs), abandon_on_cancel=True)
     return run
+
+
+def leave(code: int = 0) -> None:
+    """End the process now: the connection is closed, and threads of abandoned calls (a request to a hanging
+    cluster waiting for its timeout) must not hold the exit; their results have no one to go to."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)  # pylint: disable=protected-access
 
 
 # ------------------------------------------------------------------ the collection's version
