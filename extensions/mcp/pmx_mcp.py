@@ -61,6 +61,7 @@ if _ROOT and _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 # pylint: disable=wrong-import-position
+import pmx_mcp_answers as answers  # noqa: E402  (beside this file; python puts a script's directory first on sys.path)
 from mcp.server.mcpserver import MCPServer  # noqa: E402
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError  # noqa: E402
 from mcp.types import CallToolResult, TextContent, ToolAnnotations  # noqa: E402
@@ -96,8 +97,6 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.redact import Scr
 from ansible_collections.pmx.multicluster.plugins.module_utils.registry import ClusterRegistry  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.router import unreadable_error  # noqa: E402
 
-import pmx_mcp_answers as answers  # noqa: E402  (beside this file; python puts a script's directory first on sys.path)
-
 # pylint: enable=wrong-import-position
 
 LOG = logging.getLogger('pmx_mcp')
@@ -115,7 +114,8 @@ DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idemp
 # ------------------------------------------------------------------ parameter types (JSON schema + descriptions)
 
 # The paging parameters every list tool ends with (answers.paged pages them).
-Limit, Cursor, SummaryArg, DEFAULT_LIMIT = answers.LimitArg, answers.CursorArg, answers.SummaryArg, answers.DEFAULT_LIMIT
+Limit, Cursor, SummaryArg = answers.LimitArg, answers.CursorArg, answers.SummaryArg
+DEFAULT_LIMIT = answers.DEFAULT_LIMIT
 LIST_RULES = ('List tools answer at most `limit` rows (default %d) with `total` (how many match in all) and '
               '`next_cursor` for the next page; `fields` keeps only the columns you need and summary=true gives '
               'counts instead of rows: use them rather than asking for everything.' % DEFAULT_LIMIT)
@@ -332,8 +332,8 @@ def build_server(pmx: Pmx) -> MCPServer:
         region."""
         registry = pmx.reg()
         health = clusters_health(registry, deadline=pmx.deadline)
-        rows, page = answers.paged('list_clusters', health, lambda c: (order(c['name']),), ('reachable', 'tier', 'region'),
-                               {}, limit, cursor, fields, summary)
+        rows, page = answers.paged('list_clusters', health, lambda c: (order(c['name']),),
+                                   ('reachable', 'tier', 'region'), {}, limit, cursor, fields, summary)
         return dict({'clusters': rows, 'default_cluster': registry.config.default_cluster,
                      'reachable': [c['name'] for c in health if c['reachable']],
                      'unreachable': [{'cluster': c['name'], 'error': c['error']} for c in health if not c['reachable']],
@@ -363,7 +363,7 @@ def build_server(pmx: Pmx) -> MCPServer:
         nodes = [dict({'cluster': name}, **node_row(node)) for name, result in results.items()
                  for node in result.value or []]
         rows, page = answers.paged('list_nodes', nodes, lambda n: (order(n['cluster']), n['name'] or ''),
-                               ('cluster', 'status'), {'cluster': cluster}, limit, cursor, fields, summary)
+                                   ('cluster', 'status'), {'cluster': cluster}, limit, cursor, fields, summary)
         return dict({'nodes': rows, 'clusters': names, 'errors': pmx.errors(results)}, **page)
 
     @tool(READ, 'List guests (VMs and containers)')
@@ -399,9 +399,10 @@ def build_server(pmx: Pmx) -> MCPServer:
                     continue
                 guests.append(row)
         rows, page = answers.paged('list_guests', guests, lambda g: (order(g['cluster']), g['vmid']),
-                               ('cluster', 'status', 'type', 'tag'),
-                               {'cluster': cluster, 'status': status, 'type': type, 'name_pattern': name_pattern,
-                                'tag': tag, 'include_templates': include_templates}, limit, cursor, fields, summary)
+                                   ('cluster', 'status', 'type', 'tag'),
+                                   {'cluster': cluster, 'status': status, 'type': type, 'name_pattern': name_pattern,
+                                    'tag': tag, 'include_templates': include_templates},
+                                   limit, cursor, fields, summary)
         return dict({'guests': rows, 'clusters': names, 'errors': pmx.errors(results)}, **page)
 
     @tool(READ, 'One guest: status and config')
@@ -434,9 +435,9 @@ def build_server(pmx: Pmx) -> MCPServer:
         storages = [dict({'cluster': name}, **storage_row(res)) for name, result in results.items()
                     for res in result.value or []]
         rows, page = answers.paged('list_storages', storages,
-                               lambda r: (order(r['cluster']), r['node'] or '', r['storage'] or ''),
-                               ('cluster', 'status', 'plugintype', 'shared'), {'cluster': cluster}, limit, cursor,
-                               fields, summary)
+                                   lambda r: (order(r['cluster']), r['node'] or '', r['storage'] or ''),
+                                   ('cluster', 'status', 'plugintype', 'shared'), {'cluster': cluster}, limit, cursor,
+                                   fields, summary)
         return dict({'storages': rows, 'clusters': names, 'errors': pmx.errors(results)}, **page)
 
     @tool(READ, 'Recent Proxmox tasks')
@@ -460,9 +461,9 @@ def build_server(pmx: Pmx) -> MCPServer:
                     continue
                 tasks.append(row)
         rows, page = answers.paged('recent_tasks', tasks,
-                               lambda t: (-(t['starttime'] or 0), order(t['cluster']), t['upid'] or ''),
-                               ('cluster', 'type', 'status'), {'cluster': cluster, 'errors_only': errors_only},
-                               limit, cursor, fields, summary)
+                                   lambda t: (-(t['starttime'] or 0), order(t['cluster']), t['upid'] or ''),
+                                   ('cluster', 'type', 'status'), {'cluster': cluster, 'errors_only': errors_only},
+                                   limit, cursor, fields, summary)
         return dict({'tasks': rows, 'clusters': names, 'errors': pmx.errors(results)}, **page)
 
     @tool(READ, 'Which cluster would a guest name go to')
@@ -496,8 +497,8 @@ def build_server(pmx: Pmx) -> MCPServer:
         route, client, guest = pmx.locate(name, vmid, cluster, write=False)
         snaps = snapshots.list_snapshots(client, guest['type'], guest['node'], guest['vmid'])
         rows, page = answers.paged('snapshot_list', snaps, lambda s: (s['snaptime'] or 0, s['name'] or ''),
-                               ('state', 'vmstate'), {'cluster': route.cluster, 'vmid': int(guest['vmid'])},
-                               limit, cursor, fields, summary)
+                                   ('state', 'vmstate'), {'cluster': route.cluster, 'vmid': int(guest['vmid'])},
+                                   limit, cursor, fields, summary)
         return dict({'cluster': route.cluster, 'route_reason': route.reason, 'guest': pmx.summary(guest),
                      'snapshots': rows, 'unreadable': pmx.unread(route)}, **page)
 

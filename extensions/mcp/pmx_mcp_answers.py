@@ -24,8 +24,21 @@ import logging
 import os
 import re
 import sys
-from typing import Annotated, Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple, Union, get_args, \
-    get_origin, get_type_hints
+from typing import (
+    Annotated,
+    Any,
+    Callable,
+    Dict,
+    List,
+    Literal,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 import anyio.to_thread
 import typing_extensions
@@ -435,4 +448,3 @@ def page_types() -> Dict[str, Any]:
     return {'list_guests': GuestList, 'list_nodes': NodeList, 'list_storages': StorageList,
             'recent_tasks': TaskList, 'list_clusters': ClusterList, 'snapshot_list': SnapshotList,
             'list_backups': BackupList}
-

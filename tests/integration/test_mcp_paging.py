@@ -24,10 +24,20 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.shared.message import SessionMessage
 from mcp.types import JSONRPCRequest
 
-from conftest import _NET, MCP_SERVER, REPO, ansible_env, capture, clear_network, lab_secrets, network_fault, \
-    pmxlab, run_mcp
-
 from ansible_collections.pmx.multicluster.plugins.module_utils import health
+
+from conftest import (
+    _NET,
+    MCP_SERVER,
+    REPO,
+    ansible_env,
+    capture,
+    clear_network,
+    lab_secrets,
+    network_fault,
+    pmxlab,
+    run_mcp,
+)
 
 GUESTS_PER_CLUSTER = 500          # plus the 7 sample guests of each cluster: 507
 ALL_GUESTS = 3 * (GUESTS_PER_CLUSTER + 7)
@@ -184,7 +194,8 @@ def test_every_list_tool_pages(big_lab):
     async def body(client):
         out = {}
         for tool, key, args in lists:
-            out[tool] = (await client.call(tool, **dict(args, limit=500)), await walk(client, tool, key, limit=2, **args),
+            out[tool] = (await client.call(tool, **dict(args, limit=500)),
+                         await walk(client, tool, key, limit=2, **args),
                          await client.call(tool, summary=True, **args))
         out['fields'] = await client.call('list_nodes', fields=['cluster', 'name', 'status'], limit=3)
         return out
@@ -392,7 +403,8 @@ def test_cancel_and_shutdown_with_a_call_in_flight(big_lab, staging_hangs, tmp_p
             return after_cancel, after_cancel_secs, exit_secs, alive(pid), errlog.read()
 
     after_cancel, after_cancel_secs, exit_secs, still_alive, stderr = asyncio.run(asyncio.wait_for(main(), 60))
-    FIGURES.update(after_cancel_seconds=round(after_cancel_secs, 2), exit_after_stdin_closed_seconds=round(exit_secs, 2))
+    FIGURES.update(after_cancel_seconds=round(after_cancel_secs, 2),
+                   exit_after_stdin_closed_seconds=round(exit_secs, 2))
     assert not after_cancel.is_error and after_cancel.structured_content['guest']['name'] == 'prod-web01'
     assert after_cancel_secs < 1.5, after_cancel_secs
     assert exit_secs < 1.9 and not still_alive, exit_secs
