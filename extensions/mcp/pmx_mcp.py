@@ -319,7 +319,8 @@ def build_server(pmx: Pmx) -> MCPServer:
 
     # -------------------------------------------------------------- reads
 
-    # Every list tool ends with these four parameters and answers through answers.paged.
+    # Every list tool ends with limit, cursor, fields and summary, and answers through answers.paged; rows
+    # across clusters are ordered by the cluster's place in the configuration first.
     order = pmx.order
 
     @tool(READ, 'List clusters with health')
@@ -380,8 +381,8 @@ def build_server(pmx: Pmx) -> MCPServer:
                     fields: answers.fields_arg(answers.ClusterGuestRow) = None,
                     summary: SummaryArg = False) -> answers.GuestList:
         """Guests of every cluster (or of the clusters matching `cluster`), queried concurrently, each with its
-        cluster, vmid, name, type, status, node and tags, ordered by cluster and vmid. At most `limit` (default
-        50) per answer: `total` says how many match in all, `next_cursor` gives the next page; `fields` trims the
+        cluster, vmid, name, type, status, node and tags, ordered by cluster and vmid. At most `limit` rows per
+        answer: `total` says how many match in all, `next_cursor` gives the next page; `fields` trims the
         rows and summary=true counts by cluster, status, type, tag instead. A cluster that is down is listed
         under errors and the others are still answered."""
         names = pmx.clusters(cluster)

@@ -23,6 +23,7 @@ import yaml
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.shared.message import SessionMessage
 from mcp.types import JSONRPCRequest
+from test_mcp import mcp_env
 
 from ansible_collections.pmx.multicluster.plugins.module_utils import health
 
@@ -30,7 +31,6 @@ from conftest import (
     _NET,
     MCP_SERVER,
     REPO,
-    ansible_env,
     capture,
     clear_network,
     lab_secrets,
@@ -59,10 +59,6 @@ def big_lab(tmp_path_factory):
         yield lab
     if FIGURES:
         print('\nMCP paging figures: %s' % json.dumps(FIGURES, sort_keys=True))
-
-
-def mcp_env(lab, **extra):
-    return ansible_env(env_file=lab.env_file, extra=dict((k, str(v)) for k, v in extra.items()))
 
 
 def lab_guests(lab):
@@ -301,14 +297,12 @@ def test_output_schemas_version_resources_and_prompt(big_lab):
     assert_clean(big_lab, texts, stderr)
 
 
-def test_server_version_is_the_collections(big_lab):
+def test_server_version_is_the_collections(big_lab, tmp_path):
     """serverInfo.version is the version galaxy.yml gives (read from the installed collection's MANIFEST.json)."""
     async def main():
-        params = StdioServerParameters(command=sys.executable, args=[str(MCP_SERVER)], env=mcp_env(big_lab))
-        with open(os.devnull, 'w') as errlog:
-            async with stdio_client(params, errlog=errlog) as (read, write):
-                async with ClientSession(read, write) as session:
-                    return await session.initialize()
+        with open(tmp_path / 'stderr', 'w+') as errlog:
+            async with raw_server(mcp_env(big_lab), errlog) as (dummy, dummy, dummy, init):
+                return init
 
     init = asyncio.run(asyncio.wait_for(main(), 60))
     galaxy = yaml.safe_load((REPO / 'galaxy.yml').read_text())
@@ -357,15 +351,16 @@ def test_hanging_cluster_answers_within_the_deadline(big_lab, staging_hangs):
 
 @asynccontextmanager
 async def raw_server(env, errlog):
-    """The installed server under the official client, with its process id (the shell execs the server)."""
+    """The installed server under the official client: (session, its write stream, the server's process id,
+    the initialize result). The shell writes its pid, then execs the server."""
     pidfile = os.path.join(os.path.dirname(errlog.name), 'pmx_mcp.pid')
     params = StdioServerParameters(command='/bin/sh', args=['-c', 'echo $$ > "$0"; exec "$1" "$2"', pidfile,
                                                             sys.executable, str(MCP_SERVER)], env=env)
     async with stdio_client(params, errlog=errlog) as (read, write):
         async with ClientSession(read, write) as session:
-            await session.initialize()
+            init = await session.initialize()
             with open(pidfile) as handle:
-                yield session, write, int(handle.read())
+                yield session, write, int(handle.read()), init
 
 
 def alive(pid):
@@ -383,7 +378,7 @@ def test_cancel_and_shutdown_with_a_call_in_flight(big_lab, staging_hangs, tmp_p
 
     async def main():
         with open(tmp_path / 'stderr', 'w+') as errlog:
-            async with raw_server(env, errlog) as (session, write, pid):
+            async with raw_server(env, errlog) as (session, write, pid, dummy):
                 async with anyio.create_task_group() as group:
                     group.start_soon(session.call_tool, 'list_guests', {})
                     await anyio.sleep(0.5)
