@@ -122,15 +122,11 @@ SummaryArg = Annotated[bool, Field(
     description='Counts instead of rows: how many rows match, by each grouping column.')]
 
 
-def fields_arg(row_type: Any, extra: Sequence[str] = ()) -> Any:
+def fields_arg(row_type: Any) -> Any:
     """The ``fields`` parameter of a list of ``row_type`` rows: a subset of its columns, unknown names refused."""
-    names = tuple(extra) + tuple(get_type_hints(row_type))
+    names = tuple(get_type_hints(row_type))
     return Annotated[Optional[List[Literal[names]]], Field(  # type: ignore[valid-type]
         description='Only these columns of each row (default: all): %s.' % ', '.join(names))]
-
-
-def summary_groups(groups: Sequence[str]) -> str:
-    return 'summary=true counts by %s.' % ', '.join(groups)
 
 
 # ------------------------------------------------------------------ pages
@@ -441,10 +437,3 @@ class Route(typing_extensions.TypedDict):
     writable: bool
     unreadable: List[ClusterErrorRow]
     write_refused: Optional[str]
-
-
-def page_types() -> Dict[str, Any]:
-    """The answer types of the list tools, by tool name (for documentation and tests)."""
-    return {'list_guests': GuestList, 'list_nodes': NodeList, 'list_storages': StorageList,
-            'recent_tasks': TaskList, 'list_clusters': ClusterList, 'snapshot_list': SnapshotList,
-            'list_backups': BackupList}
