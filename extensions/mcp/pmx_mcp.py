@@ -68,8 +68,9 @@ if _ROOT and _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 # pylint: disable=wrong-import-position
+import pmx_mcp_answers as answers  # noqa: E402  (beside this file; python puts a script's directory first on sys.path)
 from mcp.server.mcpserver import MCPServer  # noqa: E402
-from mcp.server.mcpserver.exceptions import ToolError  # noqa: E402
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError  # noqa: E402
 from mcp.types import CallToolResult, TextContent, ToolAnnotations  # noqa: E402
 from pydantic import Field  # noqa: E402
 
@@ -138,6 +139,13 @@ DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idemp
 
 # ------------------------------------------------------------------ parameter types (JSON schema + descriptions)
 
+# The paging parameters every list tool ends with (answers.paged pages them).
+Limit, Cursor, SummaryArg = answers.LimitArg, answers.CursorArg, answers.SummaryArg
+DEFAULT_LIMIT = answers.DEFAULT_LIMIT
+LIST_RULES = ('List tools answer at most `limit` rows (default %d) with `total` (how many match in all) and '
+              '`next_cursor` for the next page; `fields` keeps only the columns you need and summary=true gives '
+              'counts instead of rows: use them rather than asking for everything.' % DEFAULT_LIMIT)
+
 ClusterArg = Annotated[Optional[str], Field(
     description='Cluster name. Optional: without it the guest is routed by its name pattern (prod-* ...), '
                 'then by where it exists, then to the default cluster.')]
@@ -193,6 +201,10 @@ class Pmx:
         if self.config_error is not None:
             raise self.config_error
         return self.registry
+
+    def order(self, cluster: str) -> int:
+        """A cluster's place in the configuration: the first column of the order of every list across clusters."""
+        return self.reg().names.index(cluster)
 
     def writes(self) -> Dict:
         clusters: Any = []
@@ -351,7 +363,7 @@ def build_server(pmx: Pmx, **options) -> MCPServer:
               if pmx.allow_write
               else 'Write tools are disabled (the server was started without PMX_MCP_ALLOW_WRITE=1).')
     server = MCPServer(
-        name='pmx-multicluster', log_level='WARNING',
+        name='pmx-multicluster', version=answers.collection_version(), log_level='WARNING',
         instructions='Several Proxmox VE clusters managed as one. A guest is routed to its cluster by an explicit '
                      'cluster, else its name pattern (see list_clusters and route_guest), else where it exists, '
                      'else the default cluster. Cluster-wide reads cover every cluster; one that is down is '
@@ -359,32 +371,42 @@ def build_server(pmx: Pmx, **options) -> MCPServer:
                      'prune, restore, migrate, evacuate, disk moves and detaches, bulk actions) act in two steps: '
                      'the first call answers with a preview and a confirmation_token; show the preview to the '
                      'user, and only on their approval call again with the same arguments, confirm=true and '
-                     'that token (valid %d s, once).' % int(pmx.gate.ttl),
+                     'that token (valid %d s, once). ' % int(pmx.gate.ttl) + LIST_RULES,
         middleware=[pmx_gate.ClientInfo()], **options)
 
     def tool(annotations: ToolAnnotations, title: str):
         def register(fn: Callable) -> Callable:
-            server.add_tool(guarded(pmx, fn, annotations), name=fn.__name__, title=title, annotations=annotations)
+            answers.add_tool(server, guarded(pmx, fn, annotations), name=fn.__name__, title=title,
+                             annotations=annotations)
             return fn
         return register
 
     # -------------------------------------------------------------- reads
 
+    # Every list tool ends with limit, cursor, fields and summary, and answers through answers.paged; rows
+    # across clusters are ordered by the cluster's place in the configuration first.
+    order = pmx.order
+
     @tool(READ, 'List clusters with health')
-    def list_clusters() -> dict[str, Any]:
+    def list_clusters(limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None,
+                      fields: answers.fields_arg(answers.HealthRow) = None,
+                      summary: SummaryArg = False) -> answers.ClusterList:
         """Every configured cluster with its health (version, quorum, nodes online, guest counts), its routing
         patterns, region and tier. Clusters are queried concurrently; an unreachable one is listed with
-        reachable=false and the error, it does not fail the call."""
+        reachable=false and the error, it does not fail the call. summary=true counts by reachable, tier,
+        region."""
         registry = pmx.reg()
         health = clusters_health(registry, deadline=pmx.deadline)
-        return {'clusters': health, 'default_cluster': registry.config.default_cluster,
-                'reachable': [c['name'] for c in health if c['reachable']],
-                'unreachable': [{'cluster': c['name'], 'error': c['error']} for c in health if not c['reachable']],
-                'prefix_patterns': [{'prefix': p, 'cluster': c} for p, c in registry.config.prefix_patterns],
-                'writes': pmx.writes()}
+        rows, page = answers.paged('list_clusters', health, lambda c: (order(c['name']),),
+                                   ('reachable', 'tier', 'region'), {}, limit, cursor, fields, summary)
+        return dict({'clusters': rows, 'default_cluster': registry.config.default_cluster,
+                     'reachable': [c['name'] for c in health if c['reachable']],
+                     'unreachable': [{'cluster': c['name'], 'error': c['error']} for c in health if not c['reachable']],
+                     'prefix_patterns': [{'prefix': p, 'cluster': c} for p, c in registry.config.prefix_patterns],
+                     'writes': pmx.writes()}, **page)
 
     @tool(READ, 'One cluster in detail')
-    def cluster_status(cluster: Annotated[str, Field(description='Cluster name.')]) -> dict[str, Any]:
+    def cluster_status(cluster: Annotated[str, Field(description='Cluster name.')]) -> answers.HealthDetail:
         """Health of one cluster: reachability, version, quorum, every node with CPU/memory/uptime, guest counts
         and storages. An unreachable cluster is answered with reachable=false and the error."""
         registry = pmx.reg()
@@ -395,16 +417,19 @@ def build_server(pmx: Pmx, **options) -> MCPServer:
         return info
 
     @tool(READ, 'List nodes')
-    def list_nodes(cluster: ClusterFilter = None) -> dict[str, Any]:
+    def list_nodes(cluster: ClusterFilter = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None,
+                   fields: answers.fields_arg(answers.ClusterNodeRow) = None,
+                   summary: SummaryArg = False) -> answers.NodeList:
         """The nodes of one cluster, or of all clusters (queried concurrently), with status, CPU, memory and
-        uptime. A cluster that cannot be reached is listed under errors."""
+        uptime, ordered by cluster and name. A cluster that cannot be reached is listed under errors.
+        summary=true counts by cluster, status."""
         names = pmx.clusters(cluster)
         results = pmx.reg().map(lambda name, client: client.get('nodes') or [], names, deadline=pmx.deadline)
-        nodes = []
-        for name, result in results.items():
-            for node in sorted(result.value or [], key=lambda n: n.get('node') or ''):
-                nodes.append(dict({'cluster': name}, **node_row(node)))
-        return {'nodes': nodes, 'clusters': names, 'errors': pmx.errors(results)}
+        nodes = [dict({'cluster': name}, **node_row(node)) for name, result in results.items()
+                 for node in result.value or []]
+        rows, page = answers.paged('list_nodes', nodes, lambda n: (order(n['cluster']), n['name'] or ''),
+                                   ('cluster', 'status'), {'cluster': cluster}, limit, cursor, fields, summary)
+        return dict({'nodes': rows, 'clusters': names, 'errors': pmx.errors(results)}, **page)
 
     @tool(READ, 'List guests (VMs and containers)')
     def list_guests(cluster: ClusterFilter = None,
@@ -415,11 +440,15 @@ def build_server(pmx: Pmx, **options) -> MCPServer:
                     name_pattern: Annotated[Optional[str], Field(
                         description="Only names matching this glob, e.g. 'stg-web*'.")] = None,
                     tag: Annotated[Optional[str], Field(description='Only guests with this tag.')] = None,
-                    include_templates: Annotated[bool, Field(description='Also list templates.')] = True
-                    ) -> dict[str, Any]:
+                    include_templates: Annotated[bool, Field(description='Also list templates.')] = True,
+                    limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None,
+                    fields: answers.fields_arg(answers.ClusterGuestRow) = None,
+                    summary: SummaryArg = False) -> answers.GuestList:
         """Guests of every cluster (or of the clusters matching `cluster`), queried concurrently, each with its
-        cluster, vmid, name, type, status, node and tags. A cluster that is down is listed under errors and
-        the others are still answered."""
+        cluster, vmid, name, type, status, node and tags, ordered by cluster and vmid. At most `limit` rows per
+        answer: `total` says how many match in all, `next_cursor` gives the next page; `fields` trims the
+        rows and summary=true counts by cluster, status, type, tag instead. A cluster that is down is listed
+        under errors and the others are still answered."""
         names = pmx.clusters(cluster)
         results = pmx.reg().guests(names, deadline=pmx.deadline)
         guests = []
@@ -434,11 +463,16 @@ def build_server(pmx: Pmx, **options) -> MCPServer:
                         or (row['template'] and not include_templates)):
                     continue
                 guests.append(row)
-        guests.sort(key=lambda g: (names.index(g['cluster']), g['vmid']))
-        return {'guests': guests, 'count': len(guests), 'clusters': names, 'errors': pmx.errors(results)}
+        rows, page = answers.paged('list_guests', guests, lambda g: (order(g['cluster']), g['vmid']),
+                                   ('cluster', 'status', 'type', 'tag'),
+                                   {'cluster': cluster, 'status': status, 'type': type, 'name_pattern': name_pattern,
+                                    'tag': tag, 'include_templates': include_templates},
+                                   limit, cursor, fields, summary)
+        return dict({'guests': rows, 'clusters': names, 'errors': pmx.errors(results)}, **page)
 
     @tool(READ, 'One guest: status and config')
-    def guest_details(name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None) -> dict[str, Any]:
+    def guest_details(name: NameArg = None, vmid: VmidArg = None,
+                      cluster: ClusterArg = None) -> answers.GuestDetails:
         """Current status and configuration of one guest, found by name or vmid. Without cluster the guest is
         routed (name pattern, then where it exists); the answer says which cluster and why."""
         route, client, guest = pmx.locate(name, vmid, cluster, write=False)
@@ -454,27 +488,32 @@ def build_server(pmx: Pmx, **options) -> MCPServer:
                 'unreadable': pmx.unread(route), 'backups': _guest_backups(client, route.cluster, guest)}
 
     @tool(READ, 'List storages')
-    def list_storages(cluster: ClusterFilter = None) -> dict[str, Any]:
+    def list_storages(cluster: ClusterFilter = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None,
+                      fields: answers.fields_arg(answers.ClusterStorageRow) = None,
+                      summary: SummaryArg = False) -> answers.StorageList:
         """Storages of every node of one cluster or of all clusters (concurrently): type, content, usage,
-        shared or not. A cluster that cannot be reached is listed under errors."""
+        shared or not, ordered by cluster, node and storage. A cluster that cannot be reached is listed under
+        errors. summary=true counts by cluster, status, plugintype, shared."""
         names = pmx.clusters(cluster)
         results = pmx.reg().map(lambda name, client: client.get('cluster/resources', type='storage') or [], names,
                                 deadline=pmx.deadline)
-        rows = []
-        for name, result in results.items():
-            for res in result.value or []:
-                rows.append(dict({'cluster': name}, **storage_row(res)))
-        rows.sort(key=lambda r: (names.index(r['cluster']), r['node'] or '', r['storage'] or ''))
-        return {'storages': rows, 'clusters': names, 'errors': pmx.errors(results)}
+        storages = [dict({'cluster': name}, **storage_row(res)) for name, result in results.items()
+                    for res in result.value or []]
+        rows, page = answers.paged('list_storages', storages,
+                                   lambda r: (order(r['cluster']), r['node'] or '', r['storage'] or ''),
+                                   ('cluster', 'status', 'plugintype', 'shared'), {'cluster': cluster}, limit, cursor,
+                                   fields, summary)
+        return dict({'storages': rows, 'clusters': names, 'errors': pmx.errors(results)}, **page)
 
     @tool(READ, 'Recent Proxmox tasks')
     def recent_tasks(cluster: ClusterFilter = None,
-                     limit: Annotated[int, Field(description='How many tasks to return, newest first.', ge=1,
-                                                 le=500)] = 20,
-                     errors_only: Annotated[bool, Field(description='Only tasks that did not end OK.')] = False
-                     ) -> dict[str, Any]:
+                     errors_only: Annotated[bool, Field(description='Only tasks that did not end OK.')] = False,
+                     limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None,
+                     fields: answers.fields_arg(answers.TaskRow) = None,
+                     summary: SummaryArg = False) -> answers.TaskList:
         """The most recent tasks (create, start, backup, migrate...) of one cluster or of all clusters, newest
-        first, with type, guest id, node, user, start/end time and result."""
+        first, with type, guest id, node, user, start/end time and result. summary=true counts by cluster,
+        type, status."""
         names = pmx.clusters(cluster)
         results = pmx.reg().map(lambda name, client: client.get('cluster/tasks') or [], names, deadline=pmx.deadline)
         tasks = []
@@ -486,11 +525,14 @@ def build_server(pmx: Pmx, **options) -> MCPServer:
                 if errors_only and row['status'] in ('OK', 'running'):
                     continue
                 tasks.append(row)
-        tasks.sort(key=lambda t: t['starttime'] or 0, reverse=True)
-        return {'tasks': tasks[:limit], 'clusters': names, 'errors': pmx.errors(results)}
+        rows, page = answers.paged('recent_tasks', tasks,
+                                   lambda t: (-(t['starttime'] or 0), order(t['cluster']), t['upid'] or ''),
+                                   ('cluster', 'type', 'status'), {'cluster': cluster, 'errors_only': errors_only},
+                                   limit, cursor, fields, summary)
+        return dict({'tasks': rows, 'clusters': names, 'errors': pmx.errors(results)}, **page)
 
     @tool(READ, 'Which cluster would a guest name go to')
-    def route_guest(name: Annotated[str, Field(description='Guest name, existing or not.')]) -> dict[str, Any]:
+    def route_guest(name: Annotated[str, Field(description='Guest name, existing or not.')]) -> answers.Route:
         """Which cluster a guest with this name belongs to, and why: its name pattern (e.g. "pattern 'stg-*'"),
         the cluster where it already exists ('located'), or 'default'. The same routing as the modules use,
         with the same safety rules: `unreadable` lists clusters the lookup could not read, and `write_refused`
@@ -511,12 +553,21 @@ def build_server(pmx: Pmx, **options) -> MCPServer:
                 'writable': pmx.writable(route.cluster), 'unreadable': pmx.unread(route), 'write_refused': refused}
 
     @tool(READ, 'List snapshots of a guest')
-    def snapshot_list(name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None) -> dict[str, Any]:
-        """The snapshots of one guest, oldest first; `current` marks the one the guest runs from."""
+    def snapshot_list(name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
+                      limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None,
+                      fields: answers.fields_arg(answers.SnapshotRow) = None,
+                      summary: SummaryArg = False) -> answers.SnapshotList:
+        """The snapshots of one guest, oldest first; `current` marks the one the guest runs from. summary=true
+        counts by state, vmstate."""
         route, client, guest = pmx.locate(name, vmid, cluster, write=False)
-        return {'cluster': route.cluster, 'route_reason': route.reason, 'guest': pmx.summary(guest),
-                'snapshots': snapshots.list_snapshots(client, guest['type'], guest['node'], guest['vmid']),
-                'unreadable': pmx.unread(route)}
+        snaps = snapshots.list_snapshots(client, guest['type'], guest['node'], guest['vmid'])
+        rows, page = answers.paged('snapshot_list', snaps, lambda s: (s['snaptime'] or 0, s['name'] or ''),
+                                   ('state', 'vmstate'), {'cluster': route.cluster, 'vmid': int(guest['vmid'])},
+                                   limit, cursor, fields, summary)
+        return dict({'cluster': route.cluster, 'route_reason': route.reason, 'guest': pmx.summary(guest),
+                     'snapshots': rows, 'unreadable': pmx.unread(route)}, **page)
+
+    _resources_and_prompts(pmx, server)
 
     if pmx.allow_write:
         _write_tools(pmx, tool)
@@ -896,18 +947,24 @@ def _backup_tools(pmx: Pmx, tool) -> None:
 
     @tool(READ, 'List backups of a guest')
     def list_backups(name: NameArg = None, vmid: VmidArg = None, cluster: ClusterArg = None,
-                     storage: StorageArg = None) -> dict[str, Any]:
+                     storage: StorageArg = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None,
+                     fields: answers.fields_arg(answers.BackupRow) = None,
+                     summary: SummaryArg = False) -> answers.BackupList:
         """The backups of a guest on a cluster's backup storages, newest first, with time (UTC), size and notes.
         With cluster, a guest that does not exist there (a disaster-recovery cluster reading a shared backup
-        storage) is found by the name its backups hold."""
+        storage) is found by the name its backups hold. summary=true counts by storage, type, protected."""
         check_guest_name(name)
         check_vmid(vmid)
         if not name and vmid is None:
             raise ClusterError('give name or vmid')
         route = pmx.reg().select(cluster=cluster, name=name, vmid=vmid, lookup=True, strict=False)
-        rows = backups.backups_of(pmx.reg().client(route.cluster), route.cluster, name, vmid, storage)
-        return {'cluster': route.cluster, 'route_reason': route.reason, 'backups': rows,
-                'unreadable': pmx.unread(route)}
+        found = backups.backups_of(pmx.reg().client(route.cluster), route.cluster, name, vmid, storage)
+        rows, page = answers.paged('list_backups', found, lambda r: (-r['ctime'], r['volid'] or ''),
+                                   ('storage', 'type', 'protected'),
+                                   {'cluster': route.cluster, 'name': name, 'vmid': vmid, 'storage': storage},
+                                   limit, cursor, fields, summary)
+        return dict({'cluster': route.cluster, 'route_reason': route.reason, 'backups': rows,
+                     'unreadable': pmx.unread(route)}, **page)
 
     if not pmx.allow_write:
         return
@@ -1128,6 +1185,74 @@ def _disk_tools(pmx: Pmx, tool) -> None:
                            confirm, timeout)
 
 
+# ------------------------------------------------------------------ resources and prompts
+
+ROUTING_PROMPT = """You work with several Proxmox VE clusters through the pmx-multicluster tools. Clusters: {clusters}.
+The default cluster is {default}.
+
+How a guest finds its cluster (the same rules as the Ansible modules):
+1. An explicit `cluster` argument wins.
+2. Else the guest name's pattern: {patterns}. A name matching the patterns of two clusters is refused as
+   ambiguous: give `cluster`.
+3. Else the cluster where a guest of that name (or vmid) already exists ("located"). Vmids repeat across
+   clusters: with a bare vmid, give `cluster`.
+4. Else the default cluster.
+Ask `route_guest` when unsure; it says which cluster and why, and whether a write there would be refused.
+
+Reading: list tools answer at most `limit` rows (default {limit}) with `total` and `next_cursor`; pass
+`fields` for the columns you need and `summary: true` for counts by cluster, status, type and tag. A cluster
+that is down or slower than {deadline:g}s is named under `errors` / `unreachable`, with the others' results;
+it is not asked again for a short while, so say which clusters the answer leaves out.
+{writes}"""
+
+
+def _resources_and_prompts(pmx: Pmx, server: MCPServer) -> None:
+    """pmx://clusters (every cluster's health row), pmx://clusters/{name} (one, with storages) and the prompt
+    'routing_rules' (how this server routes guests, with the configured patterns)."""
+
+    def health(names=None, storages=False) -> str:
+        try:
+            rows = clusters_health(pmx.reg(), names, storages=storages, deadline=pmx.deadline)
+        except ClusterError as exc:
+            raise ResourceError(pmx.scrub(str(exc))) from None
+        return json.dumps(pmx.scrub.deep(rows if names is None else rows[0]), separators=(',', ':'), default=str)
+
+    @server.resource('pmx://clusters', name='clusters', title='Clusters and their health',
+                     description='Every configured cluster: reachability, version, quorum, nodes and guest counts '
+                                 '(the rows of list_clusters), as JSON.', mime_type='application/json')
+    @answers.in_thread
+    def clusters_resource() -> str:
+        return health()
+
+    @server.resource('pmx://clusters/{name}', name='cluster', title='One cluster and its health',
+                     description='One cluster: its health row with its nodes and storages, as JSON.',
+                     mime_type='application/json')
+    @answers.in_thread
+    def cluster_resource(name: str) -> str:
+        try:
+            resolved = pmx.reg().router.resolve_cluster(name)
+        except ClusterError as exc:
+            raise ResourceError(pmx.scrub(str(exc))) from None
+        return health([resolved], storages=True)
+
+    @server.prompt(name='routing_rules', title='How guests are routed to clusters',
+                   description='Explains to the assistant how this server routes a guest to a cluster and how to '
+                               'read large lists; with the configured clusters and patterns.')
+    def routing_rules() -> str:
+        if pmx.config_error is not None:
+            return 'The server configuration is broken: %s' % pmx.scrub(str(pmx.config_error))
+        config = pmx.registry.config
+        patterns = ['%s -> %s' % (', '.join(c.patterns), n) for n, c in config.clusters.items() if c.patterns]
+        patterns += ["names starting '%s' -> %s" % (p, c) for p, c in config.prefix_patterns]
+        writes = pmx.writes()
+        return ROUTING_PROMPT.format(
+            clusters=', '.join(config.names), default=config.default_cluster,
+            patterns='; '.join(patterns) or 'none configured', limit=DEFAULT_LIMIT, deadline=pmx.deadline,
+            writes=('Writes are allowed on: %s. Destructive ones preview first.' % (
+                writes['clusters'] if isinstance(writes['clusters'], str) else ', '.join(writes['clusters']))
+                if writes['enabled'] else 'This server is read-only.'))
+
+
 # ------------------------------------------------------------------ start
 
 class _Scrub(logging.Filter):
@@ -1200,7 +1325,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     environ = dict(os.environ)
     if args.transport == 'stdio':
         build_server(Pmx(environ, env_file=args.env_file, scrub=scrub)).run('stdio')
-        return 0
+        # A call abandoned on a hanging cluster still holds a worker thread: exit without waiting for its timeout.
+        answers.leave(0)
     try:
         options = http_options(args, environ, scrub)
     except ClusterError as exc:
@@ -1210,6 +1336,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     LOG.warning('listening on %s (streamable HTTP, %s)', options['url'],
                 'bearer token required' if options['token'] else 'loopback only, no token')
     server.run('streamable-http', **options['transport'])
+    answers.leave(0)
     return 0
 
 

@@ -9,14 +9,15 @@ same field names: the names ``pmx_cluster_info`` documents in its RETURN. A fron
 several clusters in one list adds ``cluster`` to each row.
 
 Pure functions over a registry (``map``, ``cluster``) and a client (``get``): no Ansible import, no I/O
-of their own.
+of their own. The row types (``NodeRow``, ``StorageRow``, ``GuestRow``, ``ClusterHealth``) are the field
+vocabulary: the MCP server publishes its output schemas from them.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Dict, Iterable, List, Mapping, Optional, TypedDict
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import KINDS
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.values import parse_tags
@@ -26,7 +27,80 @@ GUEST_TYPES = tuple(KINDS)
 COUNTED_STATES = ('running', 'stopped')
 
 
-def node_row(entry: Mapping[str, Any]) -> Dict[str, Any]:
+class NodeRow(TypedDict):
+    """A node: ``cpu`` is the load (0..1), memory in bytes, uptime in seconds."""
+    name: Optional[str]
+    status: Optional[str]
+    cpu: Optional[float]
+    maxcpu: Optional[int]
+    memory_used: Optional[int]
+    memory_total: Optional[int]
+    uptime: Optional[int]
+
+
+class StorageRow(TypedDict):
+    """A storage of one node: usage in bytes."""
+    storage: Optional[str]
+    node: Optional[str]
+    status: Optional[str]
+    plugintype: Optional[str]
+    content: Optional[str]
+    shared: bool
+    disk_used: Optional[int]
+    disk_total: Optional[int]
+
+
+class GuestRow(TypedDict):
+    """A VM (``qemu``) or container (``lxc``): memory in bytes, uptime in seconds."""
+    vmid: int
+    name: Optional[str]
+    type: str
+    status: Optional[str]
+    node: Optional[str]
+    template: bool
+    tags: List[str]
+    pool: Optional[str]
+    maxcpu: Optional[int]
+    memory_total: Optional[int]
+    uptime: Optional[int]
+
+
+class GuestCounts(TypedDict):
+    """Guests of one type: running, stopped and total without templates, and templates."""
+    running: int
+    stopped: int
+    total: int
+    templates: int
+
+
+class _Health(TypedDict):
+    name: str
+    api_url: str
+    api_urls: List[str]
+    token_id: Optional[str]
+    verify_ssl: bool
+    ca_bundle: Optional[str]
+    region: Optional[str]
+    tier: Optional[str]
+    patterns: List[str]
+    reachable: bool
+    error: Optional[str]
+    version: Optional[str]
+    release: Optional[str]
+    quorate: Optional[bool]
+    nodes: List[NodeRow]
+    nodes_online: int
+    nodes_total: int
+    guests: Optional[Dict[str, GuestCounts]]
+
+
+class ClusterHealth(_Health, total=False):
+    """One cluster's health: its public settings, reachability, version, quorum, nodes and guest counts per
+    type (``qemu``, ``lxc``); ``storages`` when asked for."""
+    storages: List[StorageRow]
+
+
+def node_row(entry: Mapping[str, Any]) -> NodeRow:
     """A node, from its ``/cluster/resources`` (type ``node``) or ``/nodes`` entry."""
     return {
         'name': entry.get('node'),
@@ -39,7 +113,7 @@ def node_row(entry: Mapping[str, Any]) -> Dict[str, Any]:
     }
 
 
-def storage_row(entry: Mapping[str, Any]) -> Dict[str, Any]:
+def storage_row(entry: Mapping[str, Any]) -> StorageRow:
     """A storage of one node, from its ``/cluster/resources`` (type ``storage``) entry."""
     return {
         'storage': entry.get('storage'),
@@ -53,7 +127,7 @@ def storage_row(entry: Mapping[str, Any]) -> Dict[str, Any]:
     }
 
 
-def guest_row(entry: Mapping[str, Any]) -> Dict[str, Any]:
+def guest_row(entry: Mapping[str, Any]) -> GuestRow:
     """A VM or container, from its ``/cluster/resources`` (type ``qemu`` or ``lxc``) entry.
 
     CPUs and memory carry the names of the node row (``maxcpu``, ``memory_total``): the same PVE fields.
@@ -73,7 +147,7 @@ def guest_row(entry: Mapping[str, Any]) -> Dict[str, Any]:
     }
 
 
-def guest_counts(guests: Iterable[Mapping[str, Any]]) -> Dict[str, Dict[str, int]]:
+def guest_counts(guests: Iterable[Mapping[str, Any]]) -> Dict[str, GuestCounts]:
     """Guests per type: ``running``, ``stopped`` and ``total`` without templates, and ``templates``."""
     counts = dict((kind, {'running': 0, 'stopped': 0, 'total': 0, 'templates': 0}) for kind in GUEST_TYPES)
     for guest in guests:
@@ -97,7 +171,7 @@ def _quorate(status: List[Mapping[str, Any]]) -> bool:
     return True
 
 
-def cluster_health(config: Any, client: Any, storages: bool = False) -> Dict[str, Any]:
+def cluster_health(config: Any, client: Any, storages: bool = False) -> ClusterHealth:
     """One cluster's health: its public settings, version, quorum, nodes and guest counts (3 API calls).
 
     :param config: the cluster's ClusterConfig (its ``public()`` settings start the answer).
@@ -125,7 +199,7 @@ def cluster_health(config: Any, client: Any, storages: bool = False) -> Dict[str
     return info
 
 
-def unreachable_health(config: Any, error: Any, storages: bool = False) -> Dict[str, Any]:
+def unreachable_health(config: Any, error: Any, storages: bool = False) -> ClusterHealth:
     """The health entry of a cluster that could not be read: its public settings, ``reachable: false``, ``error``."""
     info = dict(config.public())
     info.update({'reachable': False, 'error': str(error), 'version': None, 'release': None, 'quorate': None,
@@ -136,7 +210,7 @@ def unreachable_health(config: Any, error: Any, storages: bool = False) -> Dict[
 
 
 def clusters_health(registry: Any, names: Optional[Iterable[str]] = None, storages: bool = False,
-                    deadline: Optional[float] = None) -> List[Dict[str, Any]]:
+                    deadline: Optional[float] = None) -> List[ClusterHealth]:
     """Health of each cluster (all in configuration order, or ``names`` in their order), concurrently (``map``).
 
     An unreachable cluster (or, with ``deadline``, a slow one: see ``ClusterRegistry.map``) is answered with

@@ -61,7 +61,8 @@ def test_read_tools_schemas_and_annotations(lab):
         for prop, schema in tool.input_schema.get('properties', {}).items():
             assert schema.get('description'), '%s.%s has no description' % (tool.name, prop)
     guests = by_name['list_guests'].input_schema['properties']
-    assert set(guests) == {'cluster', 'status', 'type', 'name_pattern', 'tag', 'include_templates'}
+    assert set(guests) == {'cluster', 'status', 'type', 'name_pattern', 'tag', 'include_templates', 'limit', 'cursor',
+                           'fields', 'summary'}
     assert 'lxc' in json.dumps(guests['type']) and 'running' in json.dumps(guests['status'])
     assert by_name['route_guest'].input_schema['required'] == ['name']
     assert by_name['recent_tasks'].input_schema['properties']['limit']['type'] == 'integer'
