@@ -124,6 +124,26 @@ docs: venv collection
 	  $(VENV)/bin/sphinx-build -q -W --keep-going -j auto -b html -c $(DOCS_DIR) -w $(DOCS_DIR)/sphinx-warnings.log \
 	    $(DOCS_DIR)/rst $(DOCS_DIR)/build/html && \
 	  echo "Docs: $(DOCS_DIR)/build/html/index.html"
+# galaxy-importer (what Galaxy runs on an upload) on the built tarball, in its own virtualenv: it needs
+# attrs<24, older than what molecule and mcp take. Settings: tests/tooling/galaxy-importer.cfg. It fails
+# make on an error; its warnings are printed ("WARNING: ...").
+GALAXY_IMPORTER_VENV := .cache/galaxy-importer-venv
+$(GALAXY_IMPORTER_VENV)/.installed: tests/tooling/requirements-galaxy-importer.txt
+	$(PYTHON) -m venv $(GALAXY_IMPORTER_VENV)
+	$(GALAXY_IMPORTER_VENV)/bin/python -m pip install -r tests/tooling/requirements-galaxy-importer.txt
+	touch $@
+
+galaxy-importer: collection $(GALAXY_IMPORTER_VENV)/.installed
+	$(GATE) mkdir -p .cache/galaxy-importer && cd .cache/galaxy-importer && \
+	  PATH=$(abspath $(GALAXY_IMPORTER_VENV))/bin:$$PATH GALAXY_IMPORTER_CONFIG=$(CURDIR)/tests/tooling/galaxy-importer.cfg \
+	  $(abspath $(GALAXY_IMPORTER_VENV))/bin/python -m galaxy_importer.main $(CURDIR)/$(BUILD_DIR)/pmx-multicluster-*.tar.gz \
+	  > importer.log 2>&1; status=$$?; grep -E '^(WARNING|ERROR)' importer.log; \
+	  grep -q 'Importer processing completed successfully' importer.log && test $$status -eq 0 && \
+	  ! grep -q '^ERROR' importer.log && echo "galaxy-importer: accepted ($(CURDIR)/.cache/galaxy-importer/importer.log)"
+
+# pre-commit's hooks (.pre-commit-config.yaml) on every file, with the tools of the venv.
+pre-commit: venv
+	$(GATE) $(VENV)/bin/pre-commit run --all-files
 # --- end of docs, pre-commit and Galaxy's import checks -----------------------------------------------------
 
 # Remove the virtualenv, the built and installed collection, the lab and test output.

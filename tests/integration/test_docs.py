@@ -50,8 +50,8 @@ def test_every_module_inventory_plugin_and_role_has_a_page(site):
 def test_every_guide_is_rendered_and_linked_from_the_index(site):
     index = (site / 'index.html').read_text()
     for name, title in readme_guides.GUIDES:
-        page = (site / f'{name}.html').read_text()
-        assert f'href="{name}.html"' in index, name
+        page = (site / 'docsite' / f'{name}.html').read_text()
+        assert f'href="docsite/{name}.html"' in index, name
         assert title.split(' (')[0] in page, name
 
 
