@@ -142,7 +142,7 @@ galaxy-importer: collection $(GALAXY_IMPORTER_VENV)/.installed
 	  ! grep -q '^ERROR' importer.log && echo "galaxy-importer: accepted ($(CURDIR)/.cache/galaxy-importer/importer.log)"
 
 # pre-commit's hooks (.pre-commit-config.yaml) on every file, with the tools of the venv.
-pre-commit: venv
+pre-commit: venv collection
 	$(GATE) $(VENV)/bin/pre-commit run --all-files
 # --- end of docs, pre-commit and Galaxy's import checks -----------------------------------------------------
 

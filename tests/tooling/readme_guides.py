@@ -63,12 +63,19 @@ def repository_links(markdown, repository):
     return re.sub(r'\]\((?!https?://|#)([^)\s]+)\)', lambda m: f']({repository}/blob/main/{m.group(1)})', markdown)
 
 
+def literal_dash_cells(rst):
+    """Escape the cells of pandoc's grid tables that hold only `-` ("none"), which would become bullet lists.
+
+    The backslash takes the place of a space, so that the column keeps its width."""
+    return re.sub(r'(?m)(?<=\| )- (?= *\|)', lambda m: '\\-', rst)
+
+
 def guide_rst(name, title, body, repository):
     """The reStructuredText of one guide: a label, its title, the section converted by pandoc."""
     rst = pypandoc.convert_text(repository_links(body, repository), 'rst', format='gfm',
                                 extra_args=['--wrap=preserve', '--shift-heading-level-by=-1'])
-    underline = '=' * len(title)
-    return f'{HEADER.format(title)}.. _{LABEL.format(name)}:\n\n{title}\n{underline}\n\n{rst.strip()}\n'
+    rst = literal_dash_cells(rst).strip()
+    return f'{HEADER.format(title)}.. _{LABEL.format(name)}:\n\n{title}\n{"=" * len(title)}\n\n{rst}\n'
 
 
 def expected_files():
