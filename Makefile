@@ -18,6 +18,7 @@ VENV_PY_VERSION = $(shell $(VENV)/bin/python -c 'import sys; print("%d.%d" % sys
 GET_PIP_CACHE = $(HOME)/.ansible/test/cache/get_pip_$(shell $(VENV)/bin/python -c 'from types import SimpleNamespace; from ansible_test._internal.python_requirements import get_venv_packages; print(get_venv_packages(SimpleNamespace(version="$(VENV_PY_VERSION)"))["pip"].replace(".", "_"))').py
 
 .PHONY: venv collection demo test sanity lint ruff molecule changelog-lint bench clean
+.PHONY: docs docs-lint galaxy-importer pre-commit
 
 # Each gate of `make test` prints how long it took ("[gate sanity: 212s]"): CI has 90 minutes on 2 cores.
 GATE = @start=$$(date +%s); trap 'echo "[gate $@: $$(( $$(date +%s) - start ))s]"' EXIT;
@@ -45,7 +46,7 @@ demo: venv collection
 
 # The whole test suite: ruff, ansible-test sanity, ansible-lint, the changelog fragments, molecule, then pytest
 # (unit + integration) against the installed collection. pytest stays last, so its summary line ends the output.
-test: venv collection ruff sanity lint changelog-lint molecule
+test: venv collection ruff sanity lint changelog-lint docs-lint docs galaxy-importer molecule
 	$(GATE) $(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
 
 # ansible-lint (profile production, offline; .ansible-lint) on the roles, playbooks and molecule scenarios.
@@ -94,6 +95,57 @@ bench: venv collection $(BENCH_VENV)/.installed
 	inventory=$$?; \
 	$(VENV)/bin/python bench/fleet_bench.py --ansible-bin $(BENCH_VENV)/bin --collections $(COLLECTIONS) $(FLEET_BENCH_ARGS); \
 	fleet=$$?; test $$inventory -eq 0 && test $$fleet -eq 0
+
+# --- Docs, pre-commit and Galaxy's import checks (issue 18) -------------------------------------------------
+# antsibull-docs' linter on the source tree: every plugin's and role's DOCUMENTATION (schema, markup such as
+# O(...) and M(...) pointing at what exists, the RST it renders to, checked by rstcheck) and docs/docsite/.
+# It copies the tree's git-tracked and unignored files: the installed copy under .collections, ignored by git,
+# would be copied empty.
+docs-lint: venv
+	$(GATE) $(VENV)/bin/antsibull-docs lint-collection-docs --plugin-docs --check-extra-docs-refs \
+	  --validate-collection-refs all --disallow-unknown-collection-refs .
+
+# The docs site (antsibull-docs + Sphinx) of the installed collection into $(DOCS_DIR)/build/html: every module,
+# the inventory plugin, the roles (meta/argument_specs.yml) and the guides (docs/docsite/, written from
+# README.md by tests/tooling/readme_guides.py). Offline: tests/tooling/docs_offline.py. Sphinx warnings fail the
+# build (-W) and are kept in $(DOCS_DIR)/sphinx-warnings.log (tests/integration/test_docs.py reads it).
+DOCS_DIR := .cache/docs
+DOCS_TITLE := pmx.multicluster documentation
+docs: venv collection
+	$(GATE) $(VENV)/bin/python tests/tooling/readme_guides.py --check && \
+	  rm -rf $(DOCS_DIR) && mkdir -p -m 700 $(DOCS_DIR) && \
+	  $(VENV)/bin/antsibull-docs sphinx-init --use-current --squash-hierarchy --fail-on-error --dest-dir $(DOCS_DIR) \
+	    --project pmx.multicluster --copyright 'pmx.multicluster contributors' --title '$(DOCS_TITLE)' \
+	    pmx.multicluster > /dev/null && \
+	  mkdir -p -m 700 $(DOCS_DIR)/rst && \
+	  $(VENV)/bin/antsibull-docs --config-file $(DOCS_DIR)/antsibull-docs.cfg collection --use-current \
+	    --squash-hierarchy --fail-on-error --cleanup everything --dest-dir $(DOCS_DIR)/rst pmx.multicluster && \
+	  $(VENV)/bin/python tests/tooling/docs_offline.py $(DOCS_DIR) && \
+	  $(VENV)/bin/sphinx-build -q -W --keep-going -j auto -b html -c $(DOCS_DIR) -w $(DOCS_DIR)/sphinx-warnings.log \
+	    $(DOCS_DIR)/rst $(DOCS_DIR)/build/html && \
+	  echo "Docs: $(DOCS_DIR)/build/html/index.html"
+
+# galaxy-importer (what Galaxy runs on an upload) on the built tarball, in its own virtualenv: it needs
+# attrs<24, older than what molecule and mcp take. Settings: tests/tooling/galaxy-importer.cfg. Any error or
+# warning it prints fails the gate (Galaxy itself would accept a tarball with warnings).
+GALAXY_IMPORTER_VENV := .cache/galaxy-importer-venv
+$(GALAXY_IMPORTER_VENV)/.installed: tests/tooling/requirements-galaxy-importer.txt
+	$(PYTHON) -m venv $(GALAXY_IMPORTER_VENV)
+	$(GALAXY_IMPORTER_VENV)/bin/python -m pip install -r tests/tooling/requirements-galaxy-importer.txt
+	touch $@
+
+galaxy-importer: collection $(GALAXY_IMPORTER_VENV)/.installed
+	$(GATE) mkdir -p .cache/galaxy-importer && cd .cache/galaxy-importer && \
+	  PATH=$(abspath $(GALAXY_IMPORTER_VENV))/bin:$$PATH GALAXY_IMPORTER_CONFIG=$(CURDIR)/tests/tooling/galaxy-importer.cfg \
+	  $(abspath $(GALAXY_IMPORTER_VENV))/bin/python -m galaxy_importer.main $(CURDIR)/$(BUILD_DIR)/pmx-multicluster-*.tar.gz \
+	  > importer.log 2>&1; status=$$?; grep -E '^(WARNING|ERROR)' importer.log; \
+	  grep -q 'Importer processing completed successfully' importer.log && test $$status -eq 0 && \
+	  ! grep -qE '^(WARNING|ERROR)' importer.log && echo "galaxy-importer: accepted ($(CURDIR)/.cache/galaxy-importer/importer.log)"
+
+# pre-commit's hooks (.pre-commit-config.yaml) on every file, with the tools of the venv.
+pre-commit: venv collection
+	$(GATE) $(VENV)/bin/pre-commit run --all-files
+# --- end of docs, pre-commit and Galaxy's import checks -----------------------------------------------------
 
 # Remove the virtualenv, the built and installed collection, the lab and test output.
 clean:

@@ -94,7 +94,8 @@ options:
       - Overrides E(PROXMOX_DEFAULT_CLUSTER); the default is the first configured cluster.
     type: str
 notes:
-  - TLS certificates are verified unless a cluster sets C(VERIFY_SSL=false).
+  - TLS certificates are verified unless a cluster sets O(clusters[].verify_ssl=false)
+    (C(PROXMOX_CLUSTER_<name>_VERIFY_SSL=false)).
   - Token secrets are never returned, logged or shown in error messages.
 requirements:
   - proxmoxer >= 2.0
@@ -118,10 +119,11 @@ notes:
     new, never started guest and manages the other one (RV(adopted)).
   - A rerun after an interrupted or timed-out run waits for what that run left running in Proxmox VE (a create
     or clone, a start, shutdown, reboot or destroy; see RV(waited_for)) instead of doing it a second time.
-  - A new disk given as a bare size and a new network device without C(bridge=) use the cluster's
-    C(DEFAULT_STORAGE) and C(DEFAULT_BRIDGE); a new container without a root file system gets one of 4 GiB
-    (Proxmox VE's default size) on C(DEFAULT_STORAGE). Without a default storage a VM disk that names no
-    storage is refused before any change.
+  - A new disk given as a bare size and a new network device without C(bridge=) use the cluster's default
+    storage and bridge (O(clusters[].default_storage) and O(clusters[].default_bridge), or
+    C(PROXMOX_CLUSTER_<name>_DEFAULT_STORAGE) and C(_DEFAULT_BRIDGE)). A new container without a root file
+    system gets one of 4 GiB (Proxmox VE's default size) on the default storage. Without a default storage,
+    a VM disk that names no storage is refused before any change.
   - Malformed property strings (a net such as V(virtio,vmbr1)) and names with surrounding whitespace are
     refused before any request.
 '''

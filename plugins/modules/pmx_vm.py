@@ -120,9 +120,8 @@ options:
     type: str
 notes:
   - Names, not vmids, are what routing and idempotence rely on; the same vmid may exist on several clusters.
-  - A task that fails half way leaves nothing behind that a new run does not converge from; for example,
-    if the clone succeeded but the configuration update failed, the next run finds the clone by its name
-    and updates it.
+  - After a task that failed half way, a new run carries on from where it stopped. For example, if the clone
+    succeeded but the configuration update failed, the next run finds the clone by its name and updates it.
 seealso:
   - module: pmx.multicluster.pmx_cluster_info
 '''
