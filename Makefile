@@ -81,6 +81,10 @@ export MATRIX_JOBS MATRIX_LAB_NET
 matrix: venv
 	$(GATE) $(VENV)/bin/nox -s matrix $(if $(MATRIX_LEGS),-- $(MATRIX_LEGS))
 
+# In `make test` the leg of the venv's own ansible-core and Python runs sanity only: pytest runs all of the unit
+# and integration tests with them right after.
+test: export MATRIX_COVERED = $(shell $(VENV)/bin/python -c 'import sys; from ansible.release import __version__ as v; print("%s/%d.%d" % (".".join(v.split(".")[:2]), *sys.version_info[:2]))')
+
 # ansible-test sanity with the venv's ansible-core only (the matrix runs it on every version). ansible-test's
 # get-pip is replaced by the offline stand-in only when its address cannot be reached, or OFFLINE=1, and never
 # over a file already in its cache (tests/tooling/seed_get_pip.py).
