@@ -74,11 +74,12 @@ def main(argv):
     seeded_before = cache.is_file() and filecmp.cmp(cache, STAND_IN, shallow=False)
     online = offline == '0' or (offline == '' and reachable(url))
     if online:
+        why = 'OFFLINE=0' if offline == '0' else '%s answers' % url
         if seeded_before:
             cache.unlink()
-            print('get-pip: %s answers; removed the offline stand-in %s' % (url, cache))
+            print('get-pip: %s; removed the offline stand-in %s' % (why, cache))
         else:
-            print('get-pip: %s answers; ansible-test downloads it' % url)
+            print('get-pip: %s; ansible-test downloads it (or uses its cache)' % why)
         return 0
     if cache.exists():
         print('get-pip: offline; %s is already there, left as it is' % cache)
