@@ -13,11 +13,10 @@ STAMP := $(VENV)/.requirements-installed
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-# Python version of the venv ("3.11") and the name ansible-test gives its get-pip cache file (get_pip_24_2.py for ansible-core 2.19).
+# Python version of the venv ("3.11"), for `make sanity`.
 VENV_PY_VERSION = $(shell $(VENV)/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-GET_PIP_CACHE = $(HOME)/.ansible/test/cache/get_pip_$(shell $(VENV)/bin/python -c 'from types import SimpleNamespace; from ansible_test._internal.python_requirements import get_venv_packages; print(get_venv_packages(SimpleNamespace(version="$(VENV_PY_VERSION)"))["pip"].replace(".", "_"))').py
 
-.PHONY: venv collection demo test sanity lint ruff molecule changelog-lint bench clean
+.PHONY: venv collection demo test matrix sanity lint ruff molecule changelog-lint bench clean
 .PHONY: docs docs-lint galaxy-importer pre-commit
 
 # Each gate of `make test` prints how long it took ("[gate sanity: 212s]"): CI has 90 minutes on 2 cores.
@@ -44,9 +43,11 @@ collection: venv
 demo: venv collection
 	$(VENV)/bin/python lab/pmxlab.py run --dir .lab -- $(VENV)/bin/ansible-playbook playbooks/demo.yml
 
-# The whole test suite: ruff, ansible-test sanity, ansible-lint, the changelog fragments, molecule, then pytest
-# (unit + integration) against the installed collection. pytest stays last, so its summary line ends the output.
-test: venv collection ruff sanity lint changelog-lint docs-lint docs galaxy-importer molecule
+# The whole test suite: ruff, the version matrix (ansible-test sanity and units and a smoke test on every
+# ansible-core), ansible-lint, the changelog fragments, the docs (lint, the rendered site), galaxy-importer,
+# molecule, then pytest (unit + integration) against the installed collection. pytest stays last, so its
+# summary line ends the output.
+test: venv collection ruff matrix lint changelog-lint docs-lint docs galaxy-importer molecule
 	$(GATE) $(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
 
 # ansible-lint (profile production, offline; .ansible-lint) on the roles, playbooks and molecule scenarios.
@@ -70,11 +71,30 @@ molecule: venv collection
 	$(GATE) $(VENV)/bin/python lab/pmxlab.py run --dir .cache/molecule-lab --first-host $(MOLECULE_LAB_HOST) -- \
 	  $(VENV)/bin/molecule test $(MOLECULE_ARGS)
 
-# Run ansible-test sanity on the installed collection (offline: seeds ansible-test's get-pip cache with a stand-in).
+# ---- version matrix (issue 18: noxfile.py; README "Supported versions") -------------------------------------
+# Every supported ansible-core on its Python, each leg in its own virtualenv under .nox/: build and install the
+# collection, ansible-test sanity and units, tests/smoke/smoke.yml against a lab (127.0.$(MATRIX_LAB_NET).x).
+# MATRIX_JOBS legs at once (2 cores: 2); each leg's output is printed in one piece when it ends, then its time.
+# MATRIX_LEGS: some legs only (e.g. "2.19 2.21"). pip's cache (~/.cache/pip) is shared by the legs and kept.
+MATRIX_JOBS ?= 2
+MATRIX_LAB_NET ?= 8
+MATRIX_LEGS ?=
+export MATRIX_JOBS MATRIX_LAB_NET
+matrix: venv
+	$(GATE) $(VENV)/bin/nox -s matrix $(if $(MATRIX_LEGS),-- $(MATRIX_LEGS))
+
+# In `make test` the leg of the venv's own ansible-core and Python runs sanity only: pytest runs all of the unit
+# and integration tests with them right after.
+test: export MATRIX_COVERED = $(shell $(VENV)/bin/python -c 'import sys; from ansible.release import __version__ as v; print("%s/%d.%d" % (".".join(v.split(".")[:2]), *sys.version_info[:2]))')
+
+# ansible-test sanity with the venv's ansible-core only (the matrix runs it on every version). ansible-test's
+# get-pip is replaced by the offline stand-in only when its address cannot be reached, or OFFLINE=1, and never
+# over a file already in its cache (tests/tooling/seed_get_pip.py).
 # ANSIBLE_TEST_CONTENT_ROOT stops ansible-test from using the repo's .git, where .collections is ignored.
 sanity: venv collection
-	@test -f "$(GET_PIP_CACHE)" || { mkdir -p "$(dir $(GET_PIP_CACHE))" && cp tests/tooling/get_pip.py "$(GET_PIP_CACHE)" && echo "Installed get-pip stand-in as $(GET_PIP_CACHE)"; }
+	@$(VENV)/bin/python tests/tooling/seed_get_pip.py $(VENV_PY_VERSION)
 	$(GATE) cd $(INSTALLED) && ANSIBLE_TEST_CONTENT_ROOT=$(INSTALLED) ansible-test sanity --requirements --python $(VENV_PY_VERSION) $(SANITY_ARGS)
+# ---- end of the version matrix ------------------------------------------------------------------------------
 
 # Benchmark the inventory plugin against community.proxmox on a 3 x 500-guest lab with 20 ms latency (issue 6),
 # then many guests deployed at once: pmx_guests against loops of pmx_vm and proxmox_kvm (issue 16).
@@ -149,4 +169,4 @@ pre-commit: venv collection
 
 # Remove the virtualenv, the built and installed collection, the lab and test output.
 clean:
-	rm -rf $(VENV) .cache .collections .lab .pytest_cache tests/output
+	rm -rf $(VENV) .cache .collections .lab .pytest_cache tests/output .nox

@@ -37,7 +37,7 @@ except ImportError:  # pragma: no cover - declared requirement; only reading a .
 # KEY=VALUE with a value unquoted, or quoted without a backslash or that quote inside. For those,
 # python-dotenv's grammar reduces to the two expressions below (an unquoted value loses an inline
 # " #comment" and trailing blanks; after a quoted one only a comment may follow).
-# tests/unit/test_config.py compares both readings on tricky lines.
+# tests/unit/plugins/module_utils/test_config.py compares both readings on tricky lines.
 
 _NEWLINE = re.compile(r'(\r\n|\n|\r)')
 _BLANK_OR_COMMENT = re.compile(r'[ \t]*(?:#.*)?$')

@@ -354,7 +354,7 @@ def test_http_bearer_token(gate_lab):
 
 def test_http_refuses_non_loopback_without_token(gate_lab):
     """Listening on a non-loopback address without a bearer token is refused at start, with what to set (an
-    empty or short token: tests/unit/test_confirm_gate.py); loopback without a token is the documented default."""
+    empty or short token: tests/mcp/test_confirm_gate.py); loopback without a token is the documented default."""
     lab = gate_lab
     refused = subprocess.run([sys.executable, str(MCP_SERVER), '--transport', 'http', '--port', '9', '--host',
                               '0.0.0.0'], env=server_env(lab), capture_output=True, text=True, timeout=60,

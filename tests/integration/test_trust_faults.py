@@ -231,7 +231,7 @@ def test_secret_that_cannot_be_a_header(lab, tmp_path, escape):
     """production's token secret with a line break (or a tab) in the middle, as pasted into .env: the configuration
     is refused when it is read (a PVE token secret is one line), in every front end, naming the variable; nothing
     is sent to any cluster and no part of the secret is shown. (The client refuses such a secret too, before any
-    request, should one reach it another way: tests/unit/test_client.py.)"""
+    request, should one reach it another way: tests/lab/test_client.py.)"""
     secret = lab.clusters['production'].token_secret
     bad = secret + {'\\n': '\n', '\\t': '\t'}[escape] + JUNK
     register_secret(bad, JUNK)

@@ -1,8 +1,0 @@
-# -*- coding: utf-8 -*-
-# Copyright: pmx.multicluster contributors
-# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Guests: spec (what a task asks), lookup (pure finding), planner (pure), executor (applies), manager (ensure)."""
-
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type

@@ -10,7 +10,7 @@ start, shutdown, stop, reboot, template, delete), the config before and after, w
 the guest will be in.
 Check mode returns the plan; the executor applies it; the MCP server's previews are the same plan.
 A request that cannot be right (nothing to create from, a template to start, an offline node) is an
-error here, before any write. The table tests in tests/unit/test_planner.py need no lab.
+error here, before any write. The table tests in tests/unit/plugins/module_utils/test_planner.py need no lab.
 """
 
 from __future__ import absolute_import, division, print_function

@@ -1,6 +1,6 @@
 """Moving guests: the router's rules after a move between clusters, and the pure parts of guests/migration.py.
 
-Tables of (case, input) -> expected, as tests/unit/test_router.py does; registries over plain Python clients.
+Tables of (case, input) -> expected, as test_router.py does; registries over plain Python clients.
 """
 
 import pytest

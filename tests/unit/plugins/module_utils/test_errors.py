@@ -22,7 +22,7 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.errors import (
 )
 from ansible_collections.pmx.multicluster.plugins.module_utils.redact import MASK, Scrubber
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 SECRET = '5ec2e700-0000-4bee-8f00-c0ffee000000'
 
 

@@ -15,7 +15,7 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.ansible_module im
     pmx_guest_argument_spec,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 # Every module of the collection (each must be in the action group).
 MODULES = tuple(sorted(p.stem for p in (REPO / 'plugins' / 'modules').glob('pmx_*.py')))
 FLEET_MODULES = ('pmx_guests', 'pmx_guest_action')
