@@ -78,18 +78,25 @@ def ask_person(context: Any, message: str) -> Optional[bool]:
     return answer.action == 'accept' and getattr(answer, 'data', None) is not None and answer.data.approve is True
 
 
-def confirm_ttl(environ: Dict[str, str]) -> float:
-    """PMX_MCP_CONFIRM_TTL in seconds (DEFAULT_CONFIRM_TTL when unset)."""
-    text = environ.get('PMX_MCP_CONFIRM_TTL', '').strip()
+def seconds_setting(environ: Dict[str, str], name: str, default: float, most: float = float('inf')) -> float:
+    """The environment variable ``name`` as a number of seconds, more than 0 and at most ``most``
+    (``default`` when unset); anything else is a configuration error naming it."""
+    text = environ.get(name, '').strip()
     if not text:
-        return DEFAULT_CONFIRM_TTL
+        return default
     try:
         value = float(text)
     except ValueError:
         value = 0.0
-    if not 0 < value <= 86400:
-        raise ConfigError('PMX_MCP_CONFIRM_TTL must be a number of seconds between 0 and 86400, got %r' % text)
+    if not 0 < value <= most or value == float('inf'):
+        limit = ' up to %g' % most if most != float('inf') else ''
+        raise ConfigError('%s must be a positive number of seconds%s, got %r' % (name, limit, text))
     return value
+
+
+def confirm_ttl(environ: Dict[str, str]) -> float:
+    """PMX_MCP_CONFIRM_TTL in seconds (DEFAULT_CONFIRM_TTL when unset, at most a day)."""
+    return seconds_setting(environ, 'PMX_MCP_CONFIRM_TTL', DEFAULT_CONFIRM_TTL, 86400)
 
 
 class ConfirmationRefused(ClusterError):

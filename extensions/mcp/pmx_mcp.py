@@ -287,16 +287,7 @@ class Pmx:
 
 def _deadline(environ: Dict[str, str]) -> float:
     """PMX_MCP_DEADLINE in seconds (DEFAULT_DEADLINE when unset)."""
-    text = environ.get('PMX_MCP_DEADLINE', '').strip()
-    if not text:
-        return DEFAULT_DEADLINE
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float('inf'):
-        raise ConfigError('PMX_MCP_DEADLINE must be a positive number of seconds, got %r' % text)
-    return value
+    return pmx_gate.seconds_setting(environ, 'PMX_MCP_DEADLINE', DEFAULT_DEADLINE)
 
 
 def tool_error(scrub: Scrubber, tool_name: str, exc: ClusterError) -> CallToolResult:
