@@ -77,9 +77,15 @@ def make_leg(minor, index):
         session.run('ansible-galaxy', 'collection', 'build', '--force', '--output-path', str(build), str(ROOT))
         tarball = next(build.glob('pmx-multicluster-*.tar.gz'))
         session.run('ansible-galaxy', 'collection', 'install', '--force', '-p', str(collections), str(tarball))
-        env = {'ANSIBLE_COLLECTIONS_PATH': str(collections), 'ANSIBLE_TEST_CONTENT_ROOT': str(installed)}
+        # ansible-test keeps its virtualenvs (and the get-pip cache) under ~/.ansible/test: legs that run at once
+        # would share, and build at the same moment, the ones whose requirements match (2.16 and 2.17 on 3.11),
+        # and break them. Each leg has a home of its own, kept with its virtualenv between runs.
+        home = Path(session.virtualenv.location).resolve() / 'home'
+        home.mkdir(exist_ok=True)
+        env = {'ANSIBLE_COLLECTIONS_PATH': str(collections), 'ANSIBLE_TEST_CONTENT_ROOT': str(installed),
+               'HOME': str(home)}
 
-        session.run('python', str(ROOT / 'tests' / 'tooling' / 'seed_get_pip.py'), python)
+        session.run('python', str(ROOT / 'tests' / 'tooling' / 'seed_get_pip.py'), python, env=env)
         with session.chdir(installed):
             session.run('ansible-test', 'sanity', '--requirements', '--python', python, env=env)
         if '%s/%s' % (minor, python) in os.environ.get('MATRIX_COVERED', '').split():
