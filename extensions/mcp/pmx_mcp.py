@@ -19,7 +19,8 @@ assistant can show the user what to fix.
 Read tools are always there. Write tools exist only with PMX_MCP_ALLOW_WRITE=1;
 PMX_MCP_WRITE_CLUSTERS=staging,dr limits them to those clusters. Destructive
 writes (every tool annotated DESTRUCTIVE: stop, delete, rollback, prune, restore, migrate, evacuate, disk
-moves and detaches, bulk actions) go through pmx_gate.Gate: a call answers with a preview and a
+moves and detaches, bulk actions) and deploy_guests (GATED_ADDITIVE: many guests created at once) go through
+pmx_gate.Gate: a call answers with a preview and a
 confirmation token bound to exactly that action, and only the same call with that token and confirm=true
 acts. Every preview and write is one JSON line in PMX_MCP_AUDIT_LOG (off by default). Routing, guest
 lifecycle and errors are the collection's core (module_utils), the same as the pmx_vm module's.
@@ -84,6 +85,7 @@ from ansible_collections.pmx.multicluster.extensions.mcp.pmx_results import (  #
     BackupWrite,
     BulkWrite,
     EvacuationWrite,
+    GuestItem,
     GuestWrite,
     MigrateWrite,
     RestoreWrite,
@@ -103,7 +105,11 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.guests.migration 
     MoveSpec,
     evacuation,
 )
-from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import GuestSpec, simple_vm_config  # noqa: E402
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import (  # noqa: E402
+    GuestSpec,
+    simple_lxc_config,
+    simple_vm_config,
+)
 from ansible_collections.pmx.multicluster.plugins.module_utils.health import (  # noqa: E402
     GUEST_TYPES,
     clusters_health,
@@ -114,6 +120,7 @@ from ansible_collections.pmx.multicluster.plugins.module_utils.health import (  
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.checks import check_guest_name, check_vmid  # noqa: E402
 from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import (  # noqa: E402
     DEFAULT_TIMEOUT,
+    LXC,
     QEMU,
     guest_path,
     kind_of,
@@ -136,6 +143,9 @@ ADDITIVE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempot
 DISRUPTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True)
 # Loses data or running state; needs confirm=true.
 DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True)
+# Additive, but on many guests at once (deploy_guests): behind the confirmation gate as DESTRUCTIVE tools are.
+GATED_ADDITIVE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True,
+                                 open_world_hint=True)
 
 # ------------------------------------------------------------------ parameter types (JSON schema + descriptions)
 
@@ -317,7 +327,7 @@ def guarded(pmx: Pmx, fn: Callable, annotations: ToolAnnotations) -> Callable:
     """A tool function as the server calls it: a destructive one behind the confirmation gate, a write recorded
     in the audit log, a foreseen failure turned into a tool error, every answer scrubbed of secrets."""
     name = fn.__name__
-    body = pmx.gate.wrap(fn) if annotations is DESTRUCTIVE else fn
+    body = pmx.gate.wrap(fn) if annotations is DESTRUCTIVE or annotations is GATED_ADDITIVE else fn
     audited = not annotations.read_only_hint
 
     @functools.wraps(body)
@@ -565,6 +575,7 @@ def build_server(pmx: Pmx, **options) -> MCPServer:
         _migration_tools(pmx, tool)
         _snapshot_disk_tools(pmx, tool)
         _fleet_tools(pmx, tool)
+        _deploy_tools(pmx, tool)
     _backup_tools(pmx, tool)
     _audit_tools(pmx, tool)
     return server
@@ -820,6 +831,84 @@ def _fleet_tools(pmx: Pmx, tool) -> None:
                        to_confirm='call bulk_guest_action again with the same arguments and confirm=true')
         else:
             out['changed'] = any(r['changed'] for r in results)
+        return out
+
+
+def deploy_entries(items: List[Dict[str, Any]], state: str, timeout: int) -> List[fleet.Entry]:
+    """deploy_guests' list as the fleet's entries (pmx_guests' core): a VM without clone gets create_vm's
+    defaults, a container its ostemplate; a clone gets only the settings given.
+
+    :raises ConfigError: every problem of every item at once, before any request.
+    """
+    problems, entries = [], []
+    for index, item in enumerate(items):
+        item = dict(item)
+        try:
+            check_guest_name(item['name'], 'container' if item.get('type') == 'lxc' else 'VM')
+            check_vmid(item.get('vmid'))
+        except ClusterError as exc:
+            problems.append('guests[%d] (%s): %s' % (index, item['name'], exc))
+            continue
+        kind = LXC if item.get('type') == 'lxc' else QEMU
+        if item.get('clone'):
+            config = dict((key, item[key]) for key in ('cores', 'memory', 'tags') if item.get(key))
+        elif kind is LXC:
+            config = simple_lxc_config(item.get('ostemplate'), item.get('cores'), item.get('memory'),
+                                       item.get('disk_gb') or 0, item.get('storage'), item.get('bridge'),
+                                       item.get('tags'))
+        else:
+            config = simple_vm_config(item.get('cores') or 2, item.get('memory') or 2048,
+                                      16 if item.get('disk_gb') is None else item['disk_gb'], item.get('storage'),
+                                      item.get('bridge'), item.get('tags'))
+        if item.get('ostemplate') and (kind is QEMU or item.get('clone')):
+            problems.append('guests[%d] (%s): ostemplate is for a new container (type lxc, no clone)'
+                            % (index, item['name']))
+            continue
+        entries.append(fleet.Entry(index, kind, state, GuestSpec(
+            name=item['name'], vmid=item.get('vmid'), cluster=item.get('cluster'), node=item.get('node'),
+            clone=item.get('clone'), full=item.get('full'), config=config, update=False, timeout=timeout,
+            fallback_storage='local-lvm', fallback_bridge='vmbr0')))
+    problems += fleet.listed_twice(entries)
+    if problems:
+        raise ConfigError('guests: %s. Nothing was changed.' % '; '.join(problems))
+    return entries
+
+
+def _deploy_tools(pmx: Pmx, tool) -> None:
+    """deploy_guests (only with writes enabled): many guests created at once, the pmx_guests core."""
+
+    @tool(GATED_ADDITIVE, 'Create many guests at once')
+    def deploy_guests(
+            guests: Annotated[List[GuestItem], Field(description='The guests, each routed by its name (or cluster).',
+                                                     min_length=1, max_length=200)],
+            state: Annotated[Literal['present', 'started'], Field(
+                description="'started' also starts each guest.")] = 'present',
+            per_cluster: Annotated[int, Field(description="At most this many of a cluster's guests worked on at "
+                                                          "once.", ge=1, le=32)] = fleet.DEFAULT_PER_CLUSTER,
+            per_node: Annotated[int, Field(description='At most this many whose tasks run on one node.', ge=1,
+                                           le=32)] = fleet.DEFAULT_PER_NODE,
+            stop_on_failure: Annotated[bool, Field(description='Begin no further guest after a failure.')] = False,
+            confirm: ConfirmArg = False,
+            timeout: TimeoutArg = DEFAULT_TIMEOUT) -> BulkWrite:
+        """Create (and with state=started start) a list of VMs and containers across the clusters concurrently,
+        each exactly as create_vm / clone_guest would (at most per_cluster per cluster and per_node per node at
+        once). A guest that exists already is left as it is (changed=false). The first call previews every guest:
+        its cluster, route reason and plan. One failing guest does not stop the others; each has its result."""
+        entries = deploy_entries(guests, state, timeout)
+        bounds = fleet.Bounds(per_cluster, per_node)
+        registry = pmx.reg()
+        planned = fleet.converge(registry, entries, check_mode=True, bounds=bounds, scrub=pmx.scrub)
+        for name in sorted(set(r['cluster'] for r in planned if r.get('cluster'))):
+            pmx.check_writable(name)
+        results = planned if not confirm else fleet.converge(registry, entries, bounds=bounds,
+                                                             stop_on_failure=stop_on_failure, scrub=pmx.scrub)
+        out = {'action': 'deploy', 'guests': results, 'summary': fleet.summarize(results, bounds),
+               'changed': any(r['changed'] for r in results) if confirm else False}
+        if not confirm and any(r['changed'] for r in planned):
+            out.update(preview=True, would='%d guest(s): %d would be created or changed, %d failed to plan'
+                       % (len(planned), sum(1 for r in planned if r['changed']),
+                          sum(1 for r in planned if r['failed'])),
+                       to_confirm='call deploy_guests again with the same arguments and confirm=true')
         return out
 
 

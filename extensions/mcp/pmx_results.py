@@ -8,10 +8,10 @@ Every field may be missing (``total=False``: a preview has no tasks, an action n
 are allowed (``extra='allow'``): the core's results grow, and a client must not lose what it adds.
 """
 
-from typing import Annotated, Any, Dict, List, Optional
+from typing import Annotated, Any, Dict, List, Literal, Optional
 
 from pydantic import ConfigDict, Field, with_config
-from typing_extensions import TypedDict
+from typing_extensions import Required, TypedDict
 
 ALLOW = ConfigDict(extra='allow')
 
@@ -112,6 +112,31 @@ class BulkWrite(Preview, total=False):
         description='Every selected guest: cluster, name, vmid, type, node, status_before, changed, plan, tasks, '
                     'error, failed, skipped.')]
     summary: Optional[Dict[str, Any]]
+
+
+@with_config(ConfigDict(extra='forbid'))
+class GuestItem(TypedDict, total=False):
+    """One guest of deploy_guests' list: the few settings an assistant needs; pmx_guests takes them all."""
+
+    name: Required[Annotated[str, Field(description="Guest name; it decides the cluster (e.g. 'stg-*').")]]
+    type: Annotated[Literal['vm', 'lxc'], Field(description="'vm' (the default) or 'lxc' (a container).")]
+    cluster: Annotated[Optional[str], Field(description='Cluster; default: routed by the name.')]
+    node: Annotated[Optional[str], Field(description='Node; default: the clone source node, else the cluster '
+                                                     'default node, else the online node with most free memory.')]
+    vmid: Annotated[Optional[int], Field(description='Guest id; default: a free one.', ge=1)]
+    clone: Annotated[Optional[str], Field(description="Template or guest to clone (name or vmid), on the guest's "
+                                                      "cluster.")]
+    full: Annotated[Optional[bool], Field(description='Full clone (true) or linked clone (false).')]
+    ostemplate: Annotated[Optional[str], Field(description="A new container's template "
+                                                           "('local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst').")]
+    cores: Annotated[Optional[int], Field(description='CPU cores (a new VM: 2).', ge=1, le=512)]
+    memory: Annotated[Optional[int], Field(description='Memory in MiB (a new VM: 2048).', ge=16)]
+    disk_gb: Annotated[Optional[int], Field(description='First disk (scsi0 / rootfs) in GiB (a new VM: 16).', ge=0)]
+    storage: Annotated[Optional[str], Field(description="Storage of that disk; default: the cluster's "
+                                                        "DEFAULT_STORAGE, else local-lvm.")]
+    bridge: Annotated[Optional[str], Field(description="Bridge of the NIC; default: the cluster's DEFAULT_BRIDGE, "
+                                                       "else vmbr0.")]
+    tags: Annotated[Optional[List[str]], Field(description='Tags.')]
 
 
 @with_config(ALLOW)

@@ -129,13 +129,13 @@ def guest_entries(pmx: 'PmxModule', guests: Any, state: str, timeout: int) -> li
     from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
     from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ConfigError
-    from ansible_collections.pmx.multicluster.plugins.module_utils.fleet import Entry
+    from ansible_collections.pmx.multicluster.plugins.module_utils.fleet import Entry, listed_twice
     from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import guest_spec
     from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import LXC, QEMU
 
     validators = {'vm': (QEMU, ArgumentSpecValidator(vm_argument_spec())),
                   'lxc': (LXC, ArgumentSpecValidator(lxc_argument_spec()))}
-    problems, entries, seen = [], [], {}
+    problems, entries = [], []
     for index, raw in enumerate(guests or []):
         where = 'guests[%d]' % index
         if not isinstance(raw, dict):
@@ -159,16 +159,9 @@ def guest_entries(pmx: 'PmxModule', guests: Any, state: str, timeout: int) -> li
         if result.error_messages:
             problems.extend('%s: %s' % (where, error) for error in result.error_messages)
             continue
-        # A name may be listed more than once only with an explicit, different cluster in every entry (one run's
-        # checks across clusters read each cluster once: they would not see another entry's new guest).
-        key, earlier = str(name).lower(), seen.get(str(name).lower(), [])
-        if earlier and (not params.get('cluster') or any(c is None or c == params['cluster'] for i, c in earlier)):
-            problems.append('%s is listed twice (also guests[%d]); the same name on several clusters needs an '
-                            'explicit cluster in each entry' % (where, earlier[0][0]))
-            continue
-        seen.setdefault(key, []).append((index, params.get('cluster')))
         checked = result.validated_parameters
         entries.append(Entry(index, kind, checked['state'], guest_spec(kind, checked)))
+    problems += listed_twice(entries)
     if problems:
         raise ConfigError('guests: %s. Nothing was changed.' % '; '.join(problems))
     return entries

@@ -231,6 +231,25 @@ class Entry:
         return 'lxc' if self.kind.type == 'lxc' else 'vm'
 
 
+def listed_twice(entries: Sequence[Entry], label: str = 'guests') -> List[str]:
+    """A problem for each entry whose name an earlier entry has too, unless both name different clusters.
+
+    One run's checks across clusters read each cluster once (RunRegistry): they would not see another entry's new
+    guest of the same name, so the same name on several clusters needs an explicit, different cluster in each.
+    """
+    problems, seen = [], {}
+    for entry in entries:
+        key, cluster = str(entry.spec.name).lower(), entry.spec.cluster
+        earlier = seen.setdefault(key, [])
+        if earlier and (not cluster or any(c is None or c == cluster for i, c in earlier)):
+            problems.append('%s[%d] (%s) is listed twice (also %s[%d]); the same name on several clusters needs an '
+                            'explicit cluster in each entry' % (label, entry.index, entry.spec.name, label,
+                                                                earlier[0][0]))
+            continue
+        earlier.append((entry.index, cluster))
+    return problems
+
+
 def converge(registry: Any, entries: Sequence[Entry], check_mode: bool = False, bounds: Optional[Bounds] = None,
              stop_on_failure: bool = False, scrub: Callable[[str], str] = str,
              manager: Callable[..., GuestManager] = GuestManager) -> List[Dict]:

@@ -264,6 +264,51 @@ def test_mcp_bulk_tool_previews_every_guest_then_acts_on_confirm(fleet_lab):
         assert secret not in '\n'.join(texts) + stderr
 
 
+def test_mcp_deploy_guests_previews_then_creates_once(fleet_lab):
+    """deploy_guests: a list over 3 clusters (a clone, a VM from scratch, a container) is previewed with every
+    guest's cluster and plan, changing nothing; the confirmed call creates and starts each once; the same call
+    again has nothing to do (no preview, no token). A bad item is refused before any request."""
+    env = ansible_env(env_file=fleet_lab.env_file, extra={'PMX_MCP_ALLOW_WRITE': '1'})
+    items = [{'name': 'prod-dp01', 'clone': 'prod-tpl-debian12', 'memory': 1024},
+             {'name': 'stg-dp01', 'cores': 1, 'memory': 512, 'disk_gb': 4, 'tags': ['deploy']},
+             {'name': 'dr-dp01', 'type': 'lxc', 'memory': 256,
+              'ostemplate': 'local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst'}]
+    before = state_of(fleet_lab)
+
+    async def body(client):
+        bad = [await client.call('deploy_guests', guests=[{'name': 'prod-dp09', 'memroy': 1}]),
+               await client.call('deploy_guests', guests=[{'name': 'prod-dp09', 'ostemplate': 'local:vztmpl/x'}]),
+               await client.call('deploy_guests', guests=[{'name': 'dp09', 'cluster': 'staging'},
+                                                          {'name': 'dp09'}])]
+        preview = await client.call('deploy_guests', guests=items, state='started')
+        between = state_of(fleet_lab)
+        done = await client.call('deploy_guests', guests=items, state='started', confirm=True,
+                                 confirmation_token=preview[1]['confirmation_token'])
+        again = await client.call('deploy_guests', guests=items, state='started')
+        return bad, preview, between, done, again
+
+    (bad, (err, preview), between, (err2, done), (err3, again)), texts, stderr = run_mcp(env, body)
+    assert [b[0] for b in bad] == [True, True, True], bad
+    assert 'memroy' in bad[0][1]
+    assert 'ostemplate is for a new container' in bad[1][1] and 'Nothing was changed' in bad[1][1]
+    assert 'listed twice' in bad[2][1]
+    assert not err and not err2 and not err3, (preview, done, again)
+    assert between == before
+    assert preview['preview'] is True and preview['changed'] is False and preview['confirmation_token']
+    assert [(g['name'], g['cluster']) for g in preview['guests']] == [
+        ('prod-dp01', 'production'), ('stg-dp01', 'staging'), ('dr-dp01', 'disaster-recovery')]
+    assert [actions(g)[0] for g in preview['guests']] == ['clone', 'create', 'create']
+    assert all(actions(g)[-1] == 'start' for g in preview['guests'])
+    assert done['changed'] is True and done['summary']['changed'] == 3 and done['summary']['failed'] == 0
+    for cluster, name in (('production', 'prod-dp01'), ('staging', 'stg-dp01'), ('disaster-recovery', 'dr-dp01')):
+        made = named(fleet_lab, cluster, name)
+        assert len(made) == 1 and made[0].status == 'running', (name, made)
+    assert again['changed'] is False and 'confirmation_token' not in again and not again.get('preview')
+    assert again['summary']['changed'] == 0
+    for secret in lab_secrets(fleet_lab):
+        assert secret not in '\n'.join(texts) + stderr
+
+
 @pytest.mark.parametrize('module, expected', [
     ('pmx_guests', ('per_cluster', 'per_node', 'stop_on_failure', 'summary', 'route_reason')),
     ('pmx_guest_action', ('serial', 'max_failures', 'snapname', 'status_before', 'skipped')),

@@ -16,7 +16,7 @@ READ_TOOLS = {'list_clusters', 'cluster_status', 'list_nodes', 'list_guests', 'g
 WRITE_TOOLS = {'start_guest', 'shutdown_guest', 'stop_guest', 'reboot_guest', 'create_vm', 'clone_guest',
                'delete_guest', 'snapshot_create', 'snapshot_rollback', 'migrate_guest', 'backup_now', 'prune_backups',
                'restore_backup', 'snapshot_delete', 'snapshot_retention', 'disk_resize',
-               'bulk_guest_action', 'evacuate_node', 'disk_move', 'disk_detach'}
+               'bulk_guest_action', 'deploy_guests', 'evacuate_node', 'disk_move', 'disk_detach'}
 DOWN_URL = 'https://127.0.9.9:8006'
 
 

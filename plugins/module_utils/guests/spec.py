@@ -98,3 +98,20 @@ def simple_vm_config(cores: int, memory: int, disk_gb: int = 0, storage: Optiona
     if tags:
         config['tags'] = tags
     return config
+
+
+def simple_lxc_config(ostemplate: Optional[str], cores: Optional[int], memory: Optional[int], disk_gb: int = 0,
+                      storage: Optional[str] = None, bridge: Optional[str] = None,
+                      tags: Optional[List[str]] = None) -> Dict[str, Any]:
+    """The config of a plain container from a few values (the MCP server's deploy_guests): one NIC on DHCP.
+
+    A rootfs without ``storage`` and a NIC without ``bridge`` get the cluster's defaults when it is created
+    (``with_cluster_defaults``); no ``disk_gb``: the default rootfs size there.
+    """
+    config: Dict[str, Any] = {'net0': 'name=eth0,ip=dhcp' + (',bridge=%s' % bridge if bridge else '')}
+    for key, value in (('ostemplate', ostemplate), ('cores', cores), ('memory', memory), ('tags', tags)):
+        if value:
+            config[key] = value
+    if disk_gb:
+        config['rootfs'] = '%s:%d' % (storage, disk_gb) if storage else str(disk_gb)
+    return config

@@ -6,7 +6,15 @@ import time
 import pytest
 
 from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ClusterError
-from ansible_collections.pmx.multicluster.plugins.module_utils.fleet import Bounds, Runner, summarize
+from ansible_collections.pmx.multicluster.plugins.module_utils.fleet import (
+    Bounds,
+    Entry,
+    Runner,
+    listed_twice,
+    summarize,
+)
+from ansible_collections.pmx.multicluster.plugins.module_utils.guests.spec import GuestSpec
+from ansible_collections.pmx.multicluster.plugins.module_utils.pve.kinds import QEMU
 from ansible_collections.pmx.multicluster.plugins.module_utils.selection import Options, Selector, check_options
 
 
@@ -100,3 +108,19 @@ def test_selector(selector, guest, picked):
 def test_action_options_checked_before_any_request(action, options, message):
     with pytest.raises(ClusterError, match=message):
         check_options(action, options)
+
+
+@pytest.mark.parametrize('listed, twice', [
+    ([('web', None), ('db', None)], []),
+    ([('web', None), ('WEB', None)], [1]),                         # names compare without case
+    ([('web', 'production'), ('web', 'staging')], []),             # the same name on two explicit clusters
+    ([('web', 'production'), ('web', None)], [1]),                 # one of them routed: it may be the other's
+    ([('web', 'production'), ('web', 'production')], [1]),
+    ([('web', 'production'), ('web', 'staging'), ('web', 'staging')], [2]),
+])
+def test_a_name_listed_twice_needs_a_different_explicit_cluster_in_each(listed, twice):
+    entries = [Entry(i, QEMU, 'present', GuestSpec(name=name, cluster=cluster)) for i, (name, cluster) in
+               enumerate(listed)]
+    problems = listed_twice(entries)
+    assert [int(p.split('[')[1].split(']')[0]) for p in problems] == twice
+    assert all('explicit cluster in each entry' in p for p in problems)
