@@ -850,6 +850,10 @@ def deploy_entries(items: List[Dict[str, Any]], state: str, timeout: int) -> Lis
             problems.append('guests[%d] (%s): %s' % (index, item['name'], exc))
             continue
         kind = LXC if item.get('type') == 'lxc' else QEMU
+        if item.get('ostemplate') and (kind is QEMU or item.get('clone')):
+            problems.append('guests[%d] (%s): ostemplate is for a new container (type lxc, no clone)'
+                            % (index, item['name']))
+            continue
         if item.get('clone'):
             config = dict((key, item[key]) for key in ('cores', 'memory', 'tags') if item.get(key))
         elif kind is LXC:
@@ -860,10 +864,6 @@ def deploy_entries(items: List[Dict[str, Any]], state: str, timeout: int) -> Lis
             config = simple_vm_config(item.get('cores') or 2, item.get('memory') or 2048,
                                       16 if item.get('disk_gb') is None else item['disk_gb'], item.get('storage'),
                                       item.get('bridge'), item.get('tags'))
-        if item.get('ostemplate') and (kind is QEMU or item.get('clone')):
-            problems.append('guests[%d] (%s): ostemplate is for a new container (type lxc, no clone)'
-                            % (index, item['name']))
-            continue
         entries.append(fleet.Entry(index, kind, state, GuestSpec(
             name=item['name'], vmid=item.get('vmid'), cluster=item.get('cluster'), node=item.get('node'),
             clone=item.get('clone'), full=item.get('full'), config=config, update=False, timeout=timeout,
