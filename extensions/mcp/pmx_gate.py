@@ -110,6 +110,12 @@ class ConfirmationRefused(ClusterError):
         return dict(super().details(), preview=self.preview)
 
 
+def creating(guest: Dict) -> bool:
+    """Whether a bulk preview's guest row is a guest its plan would create or clone."""
+    plan = guest.get('plan') or []
+    return bool(plan) and isinstance(plan[0], dict) and plan[0].get('action') in ('create', 'clone')
+
+
 def target_of(preview: Dict) -> Dict:
     """What a preview says the action would touch: its cluster, guest(s), archive, the backups or snapshots it
     would delete, where a guest is and would go. Bulk previews: every selected guest."""
@@ -127,7 +133,11 @@ def target_of(preview: Dict) -> Dict:
     elif preview.get('vmid') is not None:
         target['guest'] = [preview.get('vmid'), preview.get('name')]
     if isinstance(preview.get('guests'), list):
-        target['guests'] = [[g.get('cluster'), g.get('vmid'), g.get('name')] for g in preview['guests']]
+        # A guest to be made is bound by its cluster, name and steps: the vmid a preview shows for it is the free
+        # one it would take at that moment (guests planned at once take them in any order), not what was approved.
+        target['guests'] = [[g.get('cluster'), None if creating(g) else g.get('vmid'), g.get('name')] +
+                            ([[step.get('action') for step in g.get('plan') or []]] if creating(g) else [])
+                            for g in preview['guests']]
     if isinstance(preview.get('moves'), list):
         target['moves'] = [[m.get('vmid'), m.get('target_node')] for m in preview['moves']]
     return target

@@ -109,3 +109,19 @@ def test_concurrent_audit_writers_never_interleave(tmp_path):
     assert 'writer-secret-value' not in text
     answer = pmx_gate.Audit(path, lambda v: v).read(limit=5, tool='stop_guest')
     assert answer['matched'] == 800 and answer['count'] == 5 and answer['truncated'] is True
+
+
+def test_a_bulk_preview_binds_new_guests_by_name_and_steps_and_existing_ones_by_vmid():
+    """The vmid a preview shows for a guest to be created is the free one it would take at that moment: guests
+    planned at once take them in any order, so it is not bound; the guest's cluster, name and steps are. An
+    existing guest is bound by its vmid."""
+    def row(vmid, first_step, name='prod-a'):
+        return {'cluster': 'production', 'vmid': vmid, 'name': name,
+                'plan': [{'action': first_step, 'params': {'vmid': vmid}}, {'action': 'start'}]}
+
+    new_106, new_107 = (pmx_gate.target_of({'guests': [row(vmid, 'create')]}) for vmid in (106, 107))
+    assert new_106 == new_107 == {'guests': [['production', None, 'prod-a', ['create', 'start']]]}
+    clone = pmx_gate.target_of({'guests': [row(106, 'clone')]})
+    assert clone != new_106 and clone['guests'][0][3] == ['clone', 'start']
+    existing_106, existing_107 = (pmx_gate.target_of({'guests': [row(vmid, 'shutdown')]}) for vmid in (106, 107))
+    assert existing_106 == {'guests': [['production', 106, 'prod-a']]} and existing_106 != existing_107
