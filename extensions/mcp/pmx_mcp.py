@@ -896,15 +896,18 @@ def _deploy_tools(pmx: Pmx, tool) -> None:
         its cluster, route reason and plan. One failing guest does not stop the others; each has its result."""
         entries = deploy_entries(guests, state, timeout)
         bounds = fleet.Bounds(per_cluster, per_node)
-        registry = pmx.reg()
-        planned = fleet.converge(registry, entries, check_mode=True, bounds=bounds, scrub=pmx.scrub)
+        if confirm:
+            # The gate previewed this very call a moment ago (the whole list refused if a cluster was not
+            # writable); a route that changed since is checked again as each guest is routed.
+            results = fleet.converge(pmx.reg(), entries, bounds=bounds, stop_on_failure=stop_on_failure,
+                                     scrub=pmx.scrub, check_route=lambda route: pmx.check_writable(route.cluster))
+            return {'action': 'deploy', 'guests': results, 'summary': fleet.summarize(results, bounds),
+                    'changed': any(r['changed'] for r in results)}
+        planned = fleet.converge(pmx.reg(), entries, check_mode=True, bounds=bounds, scrub=pmx.scrub)
         for name in sorted(set(r['cluster'] for r in planned if r.get('cluster'))):
             pmx.check_writable(name)
-        results = planned if not confirm else fleet.converge(registry, entries, bounds=bounds,
-                                                             stop_on_failure=stop_on_failure, scrub=pmx.scrub)
-        out = {'action': 'deploy', 'guests': results, 'summary': fleet.summarize(results, bounds),
-               'changed': any(r['changed'] for r in results) if confirm else False}
-        if not confirm and any(r['changed'] for r in planned):
+        out = {'action': 'deploy', 'guests': planned, 'summary': fleet.summarize(planned, bounds), 'changed': False}
+        if any(r['changed'] for r in planned):
             out.update(preview=True, would='%d guest(s): %d would be created or changed, %d failed to plan'
                        % (len(planned), sum(1 for r in planned if r['changed']),
                           sum(1 for r in planned if r['failed'])),

@@ -200,11 +200,25 @@ class RunRegistry(ClusterRegistry):
     (``ansible_module.guest_entries``), so that no guest of the run is missed by another's check.
     """
 
-    def __init__(self, registry: ClusterRegistry):  # pylint: disable=super-init-not-called
+    def __init__(self, registry: ClusterRegistry,  # pylint: disable=super-init-not-called
+                 check_route: Optional[Callable[[Any], None]] = None):
         # The same configuration, clients, locks and failure memory as the task's registry.
         self.__dict__.update(registry.__dict__)
         self._seen: Dict[str, Any] = {}
         self._seen_lock = threading.Lock()
+        self._check_route = check_route
+
+    def _checked(self, route):
+        if route is not None and self._check_route is not None:
+            self._check_route(route)  # raises ClusterError: this guest fails, nothing of it is written
+        return route
+
+    def select(self, *args, **kwargs):
+        """The router's choice, then ``check_route`` on it (the MCP server: may this server write there?)."""
+        return self._checked(ClusterRegistry.select(self, *args, **kwargs))
+
+    def follow_move(self, *args, **kwargs):
+        return self._checked(ClusterRegistry.follow_move(self, *args, **kwargs))
 
     def guests(self, names=None, deadline=None):
         names = list(names) if names is not None else self.names
@@ -252,15 +266,19 @@ def listed_twice(entries: Sequence[Entry], label: str = 'guests') -> List[str]:
 
 def converge(registry: Any, entries: Sequence[Entry], check_mode: bool = False, bounds: Optional[Bounds] = None,
              stop_on_failure: bool = False, scrub: Callable[[str], str] = str,
-             manager: Callable[..., GuestManager] = GuestManager) -> List[Dict]:
+             manager: Callable[..., GuestManager] = GuestManager,
+             check_route: Optional[Callable[[Any], None]] = None) -> List[Dict]:
     """Bring every entry to its state, concurrently within ``bounds``; one result per entry, in order.
+
+    ``check_route(route)`` is called on each guest's route before anything of it is read or written; a
+    ClusterError it raises is that guest's failure.
 
     A result is the guest manager's (cluster, route_reason, changed, plan, tasks, diff...) with ``name``,
     ``type``, ``failed``, ``skipped`` and ``error`` (None, or the failure as data). With ``stop_on_failure``
     no guest is begun after the first failure (those are ``skipped``).
     """
     bounds = bounds or Bounds()
-    registry = RunRegistry(registry)
+    registry = RunRegistry(registry, check_route)
     runner = Runner(MAX_WORKERS, max_failures=0 if stop_on_failure else None)
     gate = runner.gate(bounds)
     creations = Creations()  # the run's guests know each other's creations: no waiting for, no racing with them

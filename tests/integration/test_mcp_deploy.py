@@ -137,3 +137,18 @@ def test_a_call_cut_off_halfway_is_finished_by_the_next_without_a_duplicate(fres
         made = vms_named(fresh_lab, 'production', name)
         assert len(made) == 1 and made[0].status == 'running', (name, made)
     assert len(recorded(pve, 'POST', '/qemu')) == 2  # one create per guest, over both calls
+
+
+def test_a_list_reaching_a_cluster_writes_may_not_touch_is_refused_whole(fresh_lab):
+    """PMX_MCP_WRITE_CLUSTERS=staging: a list with one production guest is refused before any preview or token,
+    naming the cluster; the staging guest of the same list is not made either."""
+    env = deploy_env(fresh_lab, PMX_MCP_WRITE_CLUSTERS='staging')
+
+    async def body(client):
+        return await client.call('deploy_guests', guests=[{'name': 'stg-lim01', 'disk_gb': 0},
+                                                          {'name': 'prod-lim01', 'disk_gb': 0}])
+
+    err, text = session(fresh_lab, env, body)
+    assert err is True and "writes to cluster 'production' are not allowed" in text, text
+    assert 'confirmation_token' not in text
+    assert not vms_named(fresh_lab, 'staging', 'stg-lim01') and not vms_named(fresh_lab, 'production', 'prod-lim01')

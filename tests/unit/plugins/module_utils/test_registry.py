@@ -388,3 +388,22 @@ def test_the_default_clients_share_the_registry_memory():
     assert registry.client('staging').failures is registry.failures
     assert registry.client('production').failures is registry.failures
 
+
+
+def test_a_many_guest_run_checks_every_route_it_takes():
+    """fleet.RunRegistry(check_route=...): each route is checked as it is chosen; a refusal is a ClusterError
+    before anything of that guest is read from or written to its cluster."""
+    from ansible_collections.pmx.multicluster.plugins.module_utils.errors import ClusterError
+    from ansible_collections.pmx.multicluster.plugins.module_utils.fleet import RunRegistry
+
+    def only_staging(route):
+        if route.cluster != 'staging':
+            raise ClusterError("writes to cluster '%s' are not allowed" % route.cluster, route.cluster)
+
+    factory = Factory()
+    run = RunRegistry(ClusterRegistry(make_config(), client_factory=factory, clock=Clock()), only_staging)
+    assert run.select(cluster='staging').cluster == 'staging'
+    with pytest.raises(ClusterError, match="cluster 'production' are not allowed"):
+        run.select(cluster='production')
+    assert RunRegistry(ClusterRegistry(make_config(), client_factory=factory)).select(
+        cluster='production').cluster == 'production'  # no check: every route
